@@ -1,0 +1,89 @@
+"""The plugin contract: what an architecture plugin declares, as typed data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+StateDict = Mapping[str, "torch.Tensor"]
+"""A checkpoint's tensors by key, already unwrapped (no `params_ema`, no `module.` prefix)."""
+
+PRECISIONS = ("fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One pretrained checkpoint published by an architecture's authors."""
+
+    name: str
+    """`<arch>[-<variant>]-x<scale>`, e.g. `rlfn-s-x2`."""
+    scale: int
+    url: str
+    """https URL of the authors' file, pinned to a commit where the host allows it."""
+    sha256: str
+    license: str
+    """SPDX id of the repository's licence, or `none` when the repository has none."""
+    source: str
+    """The repository or page the file comes from."""
+    params: int
+    """Number of parameters (elements of every tensor in the checkpoint)."""
+    variant: str = ""
+    """A few words on which model of the paper or challenge this is."""
+    published: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
+    """Published Y-channel (PSNR dB, SSIM) by benchmark name, e.g. {"Set5": (32.24, 0.8952)}."""
+    reference_psnr: float | None = None
+    """Set5 Y-PSNR (dB) that the authors' own code gives with this file on the official LR images."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network family: how to build it, recognise its checkpoints and feed it."""
+
+    name: str
+    """Lower-case name; equal to the entry point's name in the `esr.architectures` group."""
+    model: Callable[..., nn.Module]
+    """Builds the network: `model(**dataclasses.asdict(config))`."""
+    config: type
+    """A dataclass of the constructor's hyper-parameters, with a `scale` field."""
+    detect: tuple[str, ...]
+    """State-dict keys that are all present in this architecture's checkpoints."""
+    read_config: Callable[[StateDict, int | None], Any]
+    """Reads the config back from tensor shapes; the int is a scale hint for multi-scale files."""
+    paper: str = ""
+    scales: tuple[int, ...] = (2, 3, 4)
+    """The scales the network can be built for."""
+    input_range: float = 1.0
+    """The network expects RGB in [0, input_range] (1 or 255); mean shifts live inside the module."""
+    precisions: tuple[str, ...] = PRECISIONS
+    """Low precisions whose Set5 PSNR cost is at most 0.05 dB (measured), of `fp16`, `bf16`."""
+    size_multiple: int = 1
+    """Input height and width must be multiples of this; the engine pads."""
+    weights: tuple[Weights, ...] = ()
+    convert: Callable[[StateDict], StateDict] | None = None
+    """Maps another published key layout of the same tensors onto this one (or returns it unchanged)."""
+
+    def build(self, config: Any) -> nn.Module:
+        return self.model(**dataclasses.asdict(config))
+
+
+def count_blocks(state_dict: StateDict, prefix: str) -> int:
+    """Number of numbered children under `prefix`: keys `prefix.0.*` .. `prefix.{n-1}.*` give n."""
+    pattern = re.compile(re.escape(prefix) + r"\.?(\d+)\.")
+    indices = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
+    return max(indices) + 1 if indices else 0
+
+
+def shuffle_scale(out_channels: int, channels: int = 3) -> int:
+    """The pixel-shuffle factor r of a conv producing `channels * r**2` outputs."""
+    r = math.isqrt(out_channels // channels)
+    if r * r * channels != out_channels:
+        raise ValueError(f"{out_channels} output channels is not {channels} x r^2")
+    return r
