@@ -1,0 +1,73 @@
+"""`esr upscale`: images, folders and globs through one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def upscale(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output folder (default: beside each input)."),
+    model: str = typer.Option("rlfn", "-m", "--model", help="Zoo name (see `esr models`) or a weights file."),
+    scale: int = typer.Option(None, "-s", "--scale", help="Network scale (picks the weights; default 4)."),
+    tile: str = typer.Option("auto", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole image)."),
+    tile_overlap: int = typer.Option(16, help="Context around each tile, blended (input pixels)."),
+    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(4, help="Tiles per forward pass."),
+    threads: int = typer.Option(None, help="CPU threads for the network."),
+    tta: bool = typer.Option(False, "--tta", help="x8 self-ensemble (slower, slightly better)."),
+    outscale: float = typer.Option(None, help="Final scale after the network (high-quality bicubic resize)."),
+    fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp, tiff or bmp."),
+    quality: int = typer.Option(95, help="JPEG/WebP quality."),
+    name: str = typer.Option("{stem}_x{scale}.{ext}", help="Output name template: {stem} {scale} {ext} {model}."),
+    suffix: str = typer.Option(None, help="Shortcut for --name '{stem}SUFFIX.{ext}'."),
+    recursive: bool = typer.Option(False, "-r", "--recursive", help="Descend into folders; mirror the tree under -o."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep outputs that exist (resume a batch)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
+    max_pixels: int = typer.Option(100_000_000,  # = images.DEFAULT_MAX_PIXELS (not imported: keeps --help fast)
+                                     help="Refuse larger inputs (decompression bombs)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network (pays off on long batches)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars."),
+) -> None:
+    """Upscale images with a super-resolution network."""
+    from ..errors import EsrError
+    from ..models import load_model
+    from ..upscaling import plan, upscale_files
+
+    if skip_existing and overwrite:
+        raise EsrError("--skip-existing and --overwrite exclude each other")
+    if fmt not in ("same", "png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"):
+        raise EsrError(f"--format {fmt}: choose same, png, jpg, webp, tiff or bmp")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    upscaler = load_model(model, scale=scale, device=device, precision=precision, tile=_tile(tile),
+                          tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
+    if compile_:
+        upscaler.compile()
+    template = f"{{stem}}{suffix}.{{ext}}" if suffix else name
+    jobs = plan(inputs, output, upscaler.scale, template, fmt, recursive, model=upscaler.name)
+    if not jobs:
+        raise EsrError("no image files found in the inputs")
+    existing = "overwrite" if overwrite else "skip" if skip_existing else "error"
+    summary = upscale_files(jobs, upscaler, tta=tta, outscale=outscale, quality=quality, existing=existing,
+                            max_pixels=max_pixels, quiet=quiet)
+    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.device} ({upscaler.precision}): {summary.line()}",
+               err=True)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _tile(value: str) -> int | str:
+    from ..errors import EsrError
+
+    if value == "auto":
+        return "auto"
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise EsrError(f"--tile {value}: give a number of pixels, auto or 0") from None

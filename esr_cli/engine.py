@@ -1,0 +1,268 @@
+"""The upscaling engine: a loaded network plus tiling, precision, batching and self-ensemble.
+
+Images are (N, 3, H, W) float tensors in [0, 1]; every other input range is the engine's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .architecture import Architecture, Weights
+from .errors import EsrError
+
+Sink = Callable[[int, int, torch.Tensor], None]
+"""Receives finished output rows: sink(y0, y1, rows) with rows (N, 3, y1 - y0, W * scale) float in [0, 1]."""
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EsrError("--device cuda: no CUDA GPU is available (is the CUDA build of PyTorch installed?)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise EsrError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise EsrError("--device mps: Apple MPS is not available on this machine")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def resolve_precision(precision: str, device: torch.device, architecture: Architecture) -> str:
+    """`auto`: fp16 on CUDA, bf16 on a CPU with native bf16, where the architecture declares it safe; else fp32."""
+    if precision != "auto":
+        if precision not in DTYPES:
+            raise EsrError(f"--precision {precision}: choose auto, fp32, fp16 or bf16")
+        return precision
+    if device.type == "cuda":
+        wanted = ["fp16", "bf16"] if torch.cuda.is_bf16_supported() else ["fp16"]
+    elif device.type == "cpu":
+        wanted = ["bf16"] if cpu_has_native_bf16() else []
+    else:
+        wanted = ["fp16"]
+    return next((p for p in wanted if p in architecture.precisions), "fp32")
+
+
+@dataclass
+class Upscaler:
+    """A network ready to run: `upscale(x)` maps (N, 3, H, W) in [0, 1] to (N, 3, sH, sW) in [0, 1]."""
+
+    module: nn.Module
+    architecture: Architecture
+    config: Any
+    weights: Weights | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
+    tile: int | str = 0
+    """Core tile size in input pixels; 0 = whole image; "auto" = the largest that fits free memory."""
+    tile_overlap: int = 16
+    """Context in input pixels around each tile core; outputs are feather-blended over this band."""
+    batch_size: int = 4
+    source: str = ""
+    fallbacks: int = 0
+    """How many tiles were recomputed in fp32 because low precision gave non-finite values."""
+
+    def __post_init__(self) -> None:
+        self.module.eval().requires_grad_(False)
+        memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
+        self.module.to(self.device, memory_format=memory_format)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    @property
+    def name(self) -> str:
+        return self.weights.name if self.weights else self.source or self.architecture.name
+
+    # ---- running the network on one batch ----------------------------------------------------------
+
+    def _autocast(self, precision: str):
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[precision])
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """Network on an already padded batch on the device; falls back to fp32 on non-finite output."""
+        r = self.architecture.input_range
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast(self.precision):
+            y = self.module(x * r).float()
+        if self.precision != "fp32" and not torch.isfinite(y).all():
+            self.fallbacks += 1  # autocast keeps the weights in fp32: rerun without it
+            with torch.inference_mode():
+                y = self.module(x * r).float()
+        return (y / r).clamp_(0, 1)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad (N, 3, h, w) to the size multiple (replicate), run, crop."""
+        m = self.architecture.size_multiple
+        h, w = x.shape[-2:]
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        y = self._run(x.to(self.device))
+        return y[..., : h * self.scale, : w * self.scale]
+
+    # ---- public -------------------------------------------------------------------------------
+
+    def upscale(self, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """(N, 3, H, W) float in [0, 1] -> (N, 3, sH, sW) float in [0, 1], on the CPU."""
+        n, c, h, w = x.shape
+        out = torch.empty(n, c, h * self.scale, w * self.scale)
+
+        def sink(y0: int, y1: int, rows: torch.Tensor) -> None:
+            out[:, :, y0:y1] = rows
+
+        self.upscale_into(x, sink, tta=tta)
+        return out
+
+    def upscale_into(self, x: torch.Tensor, sink: Sink, tta: bool = False,
+                     progress: Callable[[int], None] | None = None) -> None:
+        """Upscale x, handing finished output rows to `sink` strip by strip (bounded memory for huge images)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
+        x = x.float()
+        if tta:
+            sink(0, x.shape[-2] * self.scale, self_ensemble(lambda t: self.upscale(t), x))
+            return
+        tile = self.auto_tile(x) if self.tile == "auto" else int(self.tile)
+        if tile <= 0 or (x.shape[-2] <= tile and x.shape[-1] <= tile):
+            sink(0, x.shape[-2] * self.scale, self._forward(x).cpu())
+            if progress:
+                progress(1)
+            return
+        self._tiled(x, tile, sink, progress)
+
+    def compile(self) -> None:
+        """torch.compile the network (static shapes: tiles are all the same size)."""
+        self.module = torch.compile(self.module, dynamic=False)
+
+    def count_tiles(self, height: int, width: int) -> int:
+        tile = int(self.tile) if self.tile != "auto" else 0
+        if tile <= 0:
+            return 1
+        return math.ceil(height / tile) * math.ceil(width / tile)
+
+    # ---- tiling -------------------------------------------------------------------------------
+
+    def _tiled(self, x: torch.Tensor, tile: int, sink: Sink, progress) -> None:
+        """Windows row by row; finished rows go to the sink, so only one strip of output is held."""
+        s, m = self.scale, self.tile_overlap
+        n, c, h, w = x.shape
+        cols = list(_spans(w, tile, m))
+        wx = [_ramp(d0, d1, f0, f1, w, m, s) for d0, d1, f0, f1 in cols]
+        top = 0  # first output row not yet handed to the sink; acc holds rows [top, ...)
+        acc, weight = torch.zeros(n, c, 0, w * s), torch.zeros(1, 1, 0, w * s)
+        for c0, c1, e0, e1 in _spans(h, tile, m):
+            grow = e1 * s - top - acc.shape[2]
+            acc = torch.cat([acc, acc.new_zeros(n, c, grow, w * s)], 2)
+            weight = torch.cat([weight, weight.new_zeros(1, 1, grow, w * s)], 2)
+            skip = top - e0 * s  # window rows already final: their weight here is zero
+            wy = _ramp(c0, c1, e0, e1, h, m, s)[skip:, None]
+            for i in range(0, len(cols), self.batch_size):
+                group = range(i, min(i + self.batch_size, len(cols)))
+                ys = self._forward_oom_safe(torch.cat([x[:, :, e0:e1, cols[j][2]:cols[j][3]] for j in group]))
+                for k, j in enumerate(group):
+                    f0, f1, wgt = cols[j][2] * s, cols[j][3] * s, wy * wx[j][None, :]
+                    acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].cpu() * wgt
+                    weight[:, :, :, f0:f1] += wgt
+                if progress:
+                    progress(len(group))
+            done = h * s if c1 == h else int((c1 - m / 2) * s)
+            k = done - top
+            sink(top, done, acc[:, :, :k] / weight[:, :, :k])
+            acc, weight, top = acc[:, :, k:], weight[:, :, k:], done
+
+    def _forward_oom_safe(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run a batch; on out-of-memory split it (and only then) so that no tile is skipped."""
+        try:
+            return self._forward(batch)
+        except torch.OutOfMemoryError:
+            if batch.shape[0] == 1:
+                raise EsrError("out of memory on a single tile: lower --tile") from None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = batch.shape[0] // 2
+            return torch.cat([self._forward_oom_safe(batch[:half]), self._forward_oom_safe(batch[half:])])
+
+    def auto_tile(self, x: torch.Tensor) -> int:
+        """The largest tile (multiple of 32) whose forward fits in about half of the free memory."""
+        free = free_memory(self.device)
+        channels = max((mod.out_channels for mod in self.module.modules() if isinstance(mod, nn.Conv2d)),
+                       default=64)
+        bytes_per_px = 4 * (12 * channels + 6 * self.scale ** 2) * self.batch_size
+        side = int(math.sqrt(free / 2 / bytes_per_px)) - 2 * self.tile_overlap
+        cap = 2048 if self.device.type == "cuda" else 256  # on CPU bigger tiles gain nothing and cost memory
+        return max(64, min(cap, side // 32 * 32))
+
+
+def _spans(length: int, tile: int, margin: int) -> Iterator[tuple[int, int, int, int]]:
+    """Cores [c0, c1) partitioning [0, length) into pieces of at most `tile`, each with an equal-size
+    window [e0, e1) around it (the core plus `margin` context, shifted to stay inside the image)."""
+    n = math.ceil(length / tile)
+    bounds = [round(i * length / n) for i in range(n + 1)]
+    size = min(length, max(b - a for a, b in zip(bounds, bounds[1:])) + 2 * margin)
+    for c0, c1 in zip(bounds, bounds[1:]):
+        e0 = min(max(c0 - margin, 0), length - size)
+        yield c0, c1, e0, e0 + size
+
+
+def _ramp(c0: int, c1: int, e0: int, e1: int, length: int, margin: int, scale: int) -> torch.Tensor:
+    """Blending weights over a window's output pixels: 1 inside the core, falling linearly to 0 across a band
+    of `margin` input pixels centred on each core edge that has a neighbour (neighbours' weights sum to 1)."""
+    x = (torch.arange((e1 - e0) * scale, dtype=torch.float32) + 0.5) / scale + e0
+    band = max(margin, 1e-6)
+    w = torch.ones_like(x)
+    if c0 > 0:
+        w = w * (0.5 + (x - c0) / band).clamp(0, 1)
+    if c1 < length:
+        w = w * (0.5 + (c1 - x) / band).clamp(0, 1)
+    return w
+
+
+def self_ensemble(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """x8 geometric self-ensemble (EDSR+): average of run() over the 8 flips/rotations, each undone."""
+    total = None
+    for k in range(4):
+        for flip in (False, True):
+            t = torch.rot90(x, k, (-2, -1))
+            t = t.flip(-1) if flip else t
+            y = run(t)
+            y = y.flip(-1) if flip else y
+            y = torch.rot90(y, -k, (-2, -1))
+            total = y if total is None else total + y
+    return total / 8
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for tensors on the device (CUDA: mem_get_info; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30

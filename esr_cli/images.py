@@ -1,0 +1,274 @@
+"""Image files in and out: 8/16-bit, gray, alpha, palette, CMYK, EXIF orientation, ICC and EXIF kept.
+
+Pixels travel as numpy arrays (H, W, C) of uint8 or uint16; `to_batch` / `from_batch` bridge to the engine's
+(N, 3, H, W) float tensors in [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadImage, EsrError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF", "bmp": "BMP"}
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp"}
+DEFAULT_MAX_PIXELS = 100_000_000
+ORIENTATION = 0x0112
+
+
+@dataclass
+class Picture:
+    """Decoded pixels plus what must survive the round trip."""
+
+    pixels: np.ndarray
+    """(H, W, 3) RGB or (H, W, 1) gray, uint8 or uint16, orientation already applied."""
+    alpha: np.ndarray | None = None
+    """(H, W) of the same dtype, or None."""
+    format: str = "PNG"
+    icc: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def bits(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def gray(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode an image file; BadImage (one line) for anything that is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clear message
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if max_pixels and w * h > max_pixels:
+                raise BadImage(f"{path}: {w}x{h} = {w * h / 1e6:.0f} Mpx is over --max-pixels "
+                               f"{max_pixels / 1e6:.0f} Mpx (raise it if the file is trusted)")
+            icc = im.info.get("icc_profile")
+            exif = im.getexif()
+            orientation = exif.get(ORIENTATION, 1)
+            if orientation != 1:
+                exif[ORIENTATION] = 1
+            exif_bytes = exif.tobytes() if len(exif) else None
+            fmt = im.format or "PNG"
+            if _is_16bit(path, im):
+                pixels, alpha = _read_16bit(path, fmt)
+            else:
+                if im.mode == "CMYK":
+                    icc = None  # a CMYK profile does not describe the RGB pixels we make
+                pixels, alpha = _from_pil(im)
+    except BadImage:
+        raise
+    except FileNotFoundError:
+        raise BadImage(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadImage(f"{path}: is a directory") from None
+    except PermissionError:
+        raise BadImage(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise BadImage(f"{path}: not an image (or an unsupported format)") from None
+    except (OSError, SyntaxError, ValueError, zlib.error) as e:
+        raise BadImage(f"{path}: corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    pixels, alpha = _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation)
+    return Picture(pixels, alpha, fmt, icc, exif_bytes)
+
+
+def _from_pil(im) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode in ("1",):
+        im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        return np.clip(a, 0, 65535).astype(np.uint16)[..., None], None
+    elif mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)[..., None], None
+    a = np.asarray(im)
+    if a.ndim == 2:
+        return a[..., None], None
+    if im.mode in ("RGBA", "LA"):
+        return a[..., :-1], a[..., -1]
+    return a[..., :3], None
+
+
+def _is_16bit(path: Path, im) -> bool:
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            head = f.read(26)
+        return len(head) == 26 and head[24] == 16 and im.mode not in ("I;16", "I;16B", "I")
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return bits[0] == 16 and im.mode not in ("I;16", "I;16B", "I;16L")
+    return False
+
+
+def _read_16bit(path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
+    if fmt == "PNG":
+        import png
+
+        w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+        planes = info["planes"]
+        a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, planes)
+    else:
+        import tifffile
+
+        a = tifffile.imread(path)
+        a = a[..., None] if a.ndim == 2 else a
+        planes = a.shape[2]
+    if planes in (2, 4):
+        return a[..., :-1].astype(np.uint16), a[..., -1].astype(np.uint16)
+    return a.astype(np.uint16), None
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) so the pixels are upright."""
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
+           7: lambda x: np.rot90(x, 1)[::-1, ::-1], 8: lambda x: np.rot90(x, 1)}
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+# ---- tensors -------------------------------------------------------------------------------------
+
+def to_batch(picture: Picture):
+    """(1 or 2, 3, H, W) float in [0, 1]: the RGB (gray repeated) and, if present, the alpha as a gray image."""
+    import torch
+
+    peak = 65535.0 if picture.bits == 16 else 255.0
+    planes = [picture.pixels if not picture.gray else np.repeat(picture.pixels, 3, axis=2)]
+    if picture.alpha is not None:
+        planes.append(np.repeat(picture.alpha[..., None], 3, axis=2))
+    a = np.stack(planes).astype(np.float32) / peak
+    return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+
+def quantize(x, bits: int) -> np.ndarray:
+    """(N, 3, H, W) float in [0, 1] -> (N, H, W, 3) uint8/uint16, rounded."""
+    peak = 65535.0 if bits == 16 else 255.0
+    dtype = np.uint16 if bits == 16 else np.uint8
+    return (x.clamp(0, 1) * peak).round_().permute(0, 2, 3, 1).numpy().astype(dtype)
+
+
+def from_planes(template: Picture, planes: np.ndarray) -> Picture:
+    """Rebuild a Picture from quantized (N, H, W, 3) planes in the order `to_batch` made them."""
+    rgb = planes[0]
+    pixels = rgb.mean(axis=2, keepdims=True).round().astype(rgb.dtype) if template.gray else rgb
+    alpha = planes[1].mean(axis=2).round().astype(rgb.dtype) if template.alpha is not None else None
+    return replace(template, pixels=pixels, alpha=alpha)
+
+
+# ---- writing -------------------------------------------------------------------------------------
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise EsrError(f"{path}: unknown output format .{suffix} (use png, jpg, webp, tiff or bmp)")
+    return FORMATS[suffix]
+
+
+def write_image(path: str | Path, picture: Picture, quality: int = 95) -> None:
+    """Encode to `path` (format from the suffix) through a temporary file and an atomic rename."""
+    path = Path(path)
+    data = encode(picture, output_format(path), quality)
+    atomic_write(path, data)
+
+
+def encode(picture: Picture, fmt: str, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    if picture.bits == 16 and fmt == "PNG":
+        _write_png16(buf, picture)
+    elif picture.bits == 16 and fmt == "TIFF":
+        import tifffile
+
+        tifffile.imwrite(buf, _stack(picture), photometric="minisblack" if picture.gray else "rgb",
+                         extrasamples=(2,) if picture.alpha is not None else None, iccprofile=picture.icc)
+    else:
+        _pil_image(picture, fmt).save(buf, format=fmt, **_save_options(picture, fmt, quality))
+    return buf.getvalue()
+
+
+def _stack(picture: Picture) -> np.ndarray:
+    a = picture.pixels if picture.alpha is None else np.concatenate([picture.pixels, picture.alpha[..., None]], 2)
+    return a[..., 0] if a.shape[2] == 1 else a
+
+
+def _pil_image(picture: Picture, fmt: str):
+    from PIL import Image
+
+    pic = picture if picture.bits == 8 else replace(
+        picture, pixels=(picture.pixels >> 8).astype(np.uint8),
+        alpha=None if picture.alpha is None else (picture.alpha >> 8).astype(np.uint8))
+    if pic.alpha is not None and fmt == "JPEG":  # JPEG has no alpha: flatten onto white
+        a = pic.alpha[..., None].astype(np.float32) / 255
+        flat = pic.pixels.astype(np.float32) * a + 255 * (1 - a)
+        pic = replace(pic, pixels=flat.round().astype(np.uint8), alpha=None)
+    a = _stack(pic)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[2] if a.ndim == 3 else 1]
+    return Image.fromarray(a, mode=mode)
+
+
+def _save_options(picture: Picture, fmt: str, quality: int) -> dict:
+    options = {}
+    if picture.icc:
+        options["icc_profile"] = picture.icc
+    if picture.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        options["exif"] = picture.exif
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    return options
+
+
+def _write_png16(buf: io.BytesIO, picture: Picture) -> None:
+    import png
+
+    a = _stack(picture)
+    planes = 1 if a.ndim == 2 else a.shape[2]
+    writer = png.Writer(a.shape[1], a.shape[0], bitdepth=16, greyscale=planes <= 2, alpha=planes in (2, 4))
+    raw = io.BytesIO()
+    writer.write(raw, a.reshape(a.shape[0], -1))
+    extra = []
+    if picture.icc:
+        extra.append((b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc)))
+    if picture.exif:
+        extra.append((b"eXIf", picture.exif[6:] if picture.exif.startswith(b"Exif\x00\x00") else picture.exif))
+    chunks = list(png.Reader(bytes=raw.getvalue()).chunks())
+    png.write_chunks(buf, chunks[:1] + extra + chunks[1:])
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise EsrError(f"{path}: cannot write ({e.strerror or e})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

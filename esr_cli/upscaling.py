@@ -1,0 +1,175 @@
+"""Upscaling image files: one image (`upscale_image`) or a batch of files and folders (`upscale_files`).
+
+Decoding of the next images and encoding of the previous ones run in background threads while the network
+runs; every output is written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Upscaler
+from .errors import EsrError
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Picture, from_planes, quantize, read_image,
+                     to_batch, write_image)
+
+DEFAULT_TEMPLATE = "{stem}_x{scale}.{ext}"
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class Summary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    megapixels: float = 0.0
+    """Output megapixels written."""
+
+    @property
+    def mpx_per_s(self) -> float:
+        return self.megapixels / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"{len(self.written)} written, {len(self.skipped)} skipped, {len(self.failed)} failed "
+                f"in {self.seconds:.1f} s ({self.mpx_per_s:.2f} output Mpx/s)")
+
+
+def expand_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for files, folders (image files inside) and globs."""
+    found: list[tuple[Path, Path]] = []
+    for item in map(str, inputs):
+        paths = [Path(p) for p in sorted(glob.glob(item, recursive=recursive))] if glob.has_magic(item) else [Path(item)]
+        if not paths:
+            raise EsrError(f"{item}: no file matches")
+        for path in paths:
+            if path.is_dir():
+                pattern = "**/*" if recursive else "*"
+                found += [(f, f.relative_to(path)) for f in sorted(path.glob(pattern))
+                          if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+            else:
+                found.append((path, Path(path.name)))
+    return found
+
+
+def plan(inputs: Iterable[str | Path], out_dir: str | Path | None, scale: int, template: str = DEFAULT_TEMPLATE,
+         fmt: str = "same", recursive: bool = False, model: str = "") -> list[Job]:
+    """One output path per input: `out_dir/<relative folder>/<template>`."""
+    jobs = []
+    for source, rel in expand_inputs(inputs, recursive):
+        ext = source.suffix.lower().lstrip(".") if fmt == "same" else fmt
+        ext = "jpg" if ext == "jpeg" else "tif" if ext == "tiff" else ext
+        name = template.format(stem=source.stem, scale=scale, ext=ext or "png", model=model)
+        folder = Path(out_dir) / rel.parent if out_dir is not None else source.parent
+        jobs.append(Job(source, folder / name))
+    targets = [j.target for j in jobs]
+    if len(set(targets)) != len(targets):
+        dup = next(t for t in targets if targets.count(t) > 1)
+        raise EsrError(f"two inputs would both be written to {dup}: use --recursive or a name template with more fields")
+    return jobs
+
+
+def upscale_picture(upscaler: Upscaler, picture: Picture, tta: bool = False, outscale: float | None = None,
+                    progress=None) -> Picture:
+    """Network over the RGB (and the alpha, as a gray image in the same batch), quantized to the input's bit depth."""
+    batch = to_batch(picture)
+    n, _, h, w = batch.shape
+    if outscale and outscale != upscaler.scale:
+        from .resize import imresize
+
+        y = imresize(upscaler.upscale(batch, tta=tta), size=(round(h * outscale), round(w * outscale)))
+        return from_planes(picture, quantize(y, picture.bits))
+    s = upscaler.scale
+    planes = np.empty((n, h * s, w * s, 3), dtype=np.uint16 if picture.bits == 16 else np.uint8)
+
+    def sink(y0: int, y1: int, rows) -> None:
+        planes[:, y0:y1] = quantize(rows, picture.bits)
+
+    upscaler.upscale_into(batch, sink, tta=tta, progress=progress)
+    del batch
+    return from_planes(picture, planes)
+
+
+def upscale_image(source: str | Path, target: str | Path, model: str | Upscaler = "rlfn", scale: int | None = None,
+                  tta: bool = False, outscale: float | None = None, quality: int = 95,
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS, **load) -> Path:
+    """Upscale one image file into `target` (format from its suffix). `model` is a name, a path or an Upscaler."""
+    from .models import load_model
+
+    upscaler = model if isinstance(model, Upscaler) else load_model(model, scale=scale, **load)
+    picture = read_image(source, max_pixels=max_pixels)
+    write_image(target, upscale_picture(upscaler, picture, tta=tta, outscale=outscale), quality=quality)
+    return Path(target)
+
+
+def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outscale: float | None = None,
+                  quality: int = 95, existing: str = "error", max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                  quiet: bool = False, report=None) -> Summary:
+    """Run the jobs: decode ahead and encode behind in threads; a bad input is reported and skipped.
+
+    existing: "error" (refuse before starting), "skip" (resume a batch) or "overwrite".
+    """
+    from tqdm import tqdm
+
+    report = report or (lambda msg: print(msg, file=sys.stderr))
+    summary = Summary()
+    todo = []
+    for job in jobs:
+        if job.target.exists() and existing != "overwrite":
+            if existing == "skip":
+                summary.skipped.append(job.target)
+                continue
+            raise EsrError(f"{job.target} exists: pass --skip-existing to keep it or --overwrite to replace it")
+        todo.append(job)
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="img", disable=quiet or not sys.stderr.isatty() or not todo)
+    with ThreadPoolExecutor(2, thread_name_prefix="esr-read") as readers, \
+            ThreadPoolExecutor(1, thread_name_prefix="esr-write") as writers:
+        reads = [readers.submit(read_image, j.source, max_pixels) for j in todo[:2]]
+        writes: list[tuple[Job, Future, int]] = []
+        for i, job in enumerate(todo):
+            if i + 2 < len(todo):
+                reads.append(readers.submit(read_image, todo[i + 2].source, max_pixels))
+            try:
+                picture = reads[i].result()
+                reads[i] = None  # free the decoded input as soon as it is used
+                result = upscale_picture(upscaler, picture, tta=tta, outscale=outscale)
+                writes.append((job, writers.submit(write_image, job.target, result, quality), result.pixels.size // 3))
+            except EsrError as e:
+                summary.failed.append((job.source, str(e)))
+                report(f"esr: error: {e}")
+            _collect(writes, summary, report, wait=len(writes) > 1)
+            bar.update(1)
+            bar.set_postfix_str(f"{summary.megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
+        _collect(writes, summary, report, wait=True, drain=True)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _collect(writes, summary: Summary, report, wait: bool, drain: bool = False) -> None:
+    """Account for finished writes; keep at most one write in flight unless draining."""
+    while writes and (writes[0][1].done() or (wait and (drain or len(writes) > 1))):
+        job, future, pixels = writes.pop(0)
+        try:
+            future.result()
+            summary.written.append(job.target)
+            summary.megapixels += pixels / 1e6
+        except EsrError as e:
+            summary.failed.append((job.source, str(e)))
+            report(f"esr: error: {e}")
+
+
