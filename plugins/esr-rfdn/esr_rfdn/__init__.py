@@ -1,0 +1,120 @@
+"""esr plugin: RFDN and RLFN, two efficient SR networks built on Enhanced Spatial Attention (ESA)."""
+
+from __future__ import annotations
+
+import re
+
+from esr_cli import Architecture, StateDict, Weights, count_blocks, shuffle_scale
+
+from .rfdn import RFDN, RFDNConfig
+from .rlfn import RLFN, RLFNConfig
+
+__all__ = ["rfdn", "rlfn", "RFDN", "RFDNConfig", "RLFN", "RLFNConfig"]
+
+RLFN_REPO = "bytedance/RLFN"
+RLFN_RAW = f"https://raw.githubusercontent.com/{RLFN_REPO}/bccfde91bf8b2de80789ec033a029e6f2a932330/model_zoo"
+
+
+def _blocks_from_one(state_dict: StateDict, prefix: str) -> int:
+    """Blocks numbered `prefix1` .. `prefixN` (count_blocks expects numbering from 0)."""
+    return count_blocks(state_dict, prefix) - 1
+
+
+def read_rfdn_config(sd: StateDict, scale: int | None = None) -> RFDNConfig:
+    return RFDNConfig(
+        channels=sd["fea_conv.weight"].shape[0],
+        blocks=_blocks_from_one(sd, "B"),
+        esa_channels=sd["B1.esa.conv1.weight"].shape[0],
+        scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),  # 3 * scale**2
+    )
+
+
+def read_rlfn_config(sd: StateDict, scale: int | None = None) -> RLFNConfig:
+    return RLFNConfig(
+        channels=sd["conv_1.weight"].shape[0],
+        mid_channels=sd["block_1.c1_r.weight"].shape[0],
+        blocks=_blocks_from_one(sd, "block_"),
+        esa_channels=sd["block_1.esa.conv1.weight"].shape[0],
+        scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),
+    )
+
+
+# ofsoundof/NTIRE2022_ESR model_zoo/team04_rlfn.pth (RLFN_cut): same tensors, RFDN-style top-level names.
+NTIRE_NAMES = ((re.compile(r"^fea_conv\."), "conv_1."), (re.compile(r"^B(\d+)\."), r"block_\1."),
+               (re.compile(r"^LR_conv\."), "conv_2."))
+
+
+def convert_rlfn(sd: StateDict) -> StateDict:
+    """The NTIRE 2022 challenge layout (fea_conv / B1..B4 / LR_conv) onto bytedance/RLFN's names."""
+    if "conv_1.weight" in sd or "fea_conv.weight" not in sd:
+        return sd
+    renamed = {}
+    for key, tensor in sd.items():
+        for pattern, replacement in NTIRE_NAMES:
+            key = pattern.sub(replacement, key)
+        renamed[key] = tensor
+    return renamed
+
+
+def _rlfn_weights(name: str, file: str, scale: int, sha256: str, params: int, variant: str,
+                  reference_psnr: float, published=None) -> Weights:
+    return Weights(name=name, scale=scale, url=f"{RLFN_RAW}/{file}", sha256=sha256, license="Apache-2.0",
+                   source=f"https://github.com/{RLFN_REPO}", params=params, variant=variant,
+                   published=published or {}, reference_psnr=reference_psnr)
+
+
+# Published: RLFN paper Table 1 (arXiv 2205.07514), via a secondary source; see shared research notes.
+RLFN_X2_TABLE = {"Set5": (38.07, 0.9607), "Set14": (33.72, 0.9187), "B100": (32.22, 0.9000),
+                 "Urban100": (32.33, 0.9299)}
+RLFN_X4_TABLE = {"Set5": (32.24, 0.8952), "Set14": (28.62, 0.7813), "B100": (27.60, 0.7364),
+                 "Urban100": (26.17, 0.7877)}
+
+rlfn = Architecture(
+    name="rlfn",
+    model=RLFN,
+    config=RLFNConfig,
+    detect=("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv3.weight", "conv_2.weight",
+            "upsampler.0.weight"),
+    read_config=read_rlfn_config,
+    paper="Kong et al., Residual Local Feature Network for Efficient Super-Resolution, CVPRW 2022 (arXiv 2205.07514)",
+    scales=(2, 3, 4),
+    input_range=255.0,
+    convert=convert_rlfn,
+    weights=(
+        _rlfn_weights("rlfn-x2", "rlfn_x2.pth", 2,
+                      "eafe5d5feeb122022453595c06d79160facdc157ae88deb02a44c50f5eba2d41", 526856,
+                      "paper (52 ch, 6 RLFB)", 38.0656, RLFN_X2_TABLE),
+        _rlfn_weights("rlfn-x4", "rlfn_x4.pth", 4,
+                      "8c7edb57dfc89048bafba29d591d4c27d4099964b4a9e22df23d6dc257a637c0", 543740,
+                      "paper (52 ch, 6 RLFB)", 32.2379, RLFN_X4_TABLE),
+        _rlfn_weights("rlfn-s-x2", "rlfn_s_x2.pth", 2,
+                      "f5175f499f869c1b884c2552a1bcd6abd07ab352e3d8c8c9abe31b1deb60fe45", 454620,
+                      "RLFN-S, paper (48 ch, 6 RLFB)", 38.0471),
+        _rlfn_weights("rlfn-s-x4", "rlfn_s_x4.pth", 4,
+                      "f769c5a88433786b2db0c2b24da6ca6c92a24c62344b9354a390f8a74388e89d", 470208,
+                      "RLFN-S, paper (48 ch, 6 RLFB)", 32.2395),
+        _rlfn_weights("rlfn-ntire22-x4", "rlfn_ntire_x4.pth", 4,
+                      "3c9be7b9d7a4bece9b68c83a56a1ffb38010f76413d5f215be6b4be842e18fb2", 317218,
+                      "NTIRE 2022 ESR winner RLFN_Prune (46 ch, mid 48, 4 RLFB)", 32.0973),
+    ),
+)
+
+rfdn = Architecture(
+    name="rfdn",
+    model=RFDN,
+    config=RFDNConfig,
+    detect=("fea_conv.weight", "B1.c1_d.weight", "B1.esa.conv_max.weight", "c.0.weight", "LR_conv.weight",
+            "upsampler.0.weight"),
+    read_config=read_rfdn_config,
+    paper="Liu et al., Residual Feature Distillation Network for Lightweight Image Super-Resolution, ECCVW 2020",
+    scales=(2, 3, 4),
+    input_range=255.0,
+    weights=(
+        Weights(name="rfdn-x4", scale=4,
+                url="https://raw.githubusercontent.com/njulj/RFDN/7cf4e25b6633e81fd7e26891aeee2baca4f8f927/"
+                    "trained_model/RFDN_AIM.pth",
+                sha256="11af8ec8ebd68689e90ef1e29044f9804c72d3bd9f7573820b7b26035782760c", license="MIT",
+                source="https://github.com/njulj/RFDN", params=433448,
+                variant="AIM 2020 winner E-RFDN (50 ch, 4 RFDB)", reference_psnr=32.1589),
+    ),
+)
