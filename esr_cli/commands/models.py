@@ -23,7 +23,7 @@ def models(ctx: typer.Context,
     if ctx.invoked_subcommand is not None:
         return
     reg = registry.default_registry()
-    rows = [dict(name=w.name, arch=arch.name, scale=w.scale, params=w.params, license=w.license,
+    rows = [dict(name=w.name, arch=arch.name, scale=w.scale, variant=w.variant, params=w.params, license=w.license,
                  source=w.source, url=w.url, sha256=w.sha256, cached=zoo.is_cached(w))
             for arch in reg.architectures.values() for w in arch.weights]
     if as_json:
