@@ -104,7 +104,8 @@ def fetch(w: Weights, quiet: bool = False) -> Path:
         raise DownloadError(f"{w.name} is not in the cache and ESR_OFFLINE is set: {how}")
     mirrored = url != w.url
     if not mirrored and urlsplit(url).scheme != "https":
-        raise DownloadError(f"refusing to download {w.name} from {url}: only https URLs are fetched (or set ESR_MIRROR)")
+        raise DownloadError(f"refusing to download {w.name} from {url}: only https URLs are fetched "
+                            "(or set ESR_MIRROR)")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path, quiet):
         if path.is_file():  # another process finished it while we waited

@@ -110,7 +110,7 @@ def file_server(tmp_path):
 
 
 def mirror_path(url: str) -> str:
-    """Where ESR_MIRROR holds `url` (see esr_cli.zoo.source_url): raw GitHub paths as they are, others under the host."""
+    """Where ESR_MIRROR holds `url` (as esr_cli.zoo.source_url): raw GitHub paths as they are, others under the host."""
     parts = urlsplit(url)
     return parts.path if parts.netloc == "raw.githubusercontent.com" else f"/{parts.netloc}{parts.path}"
 

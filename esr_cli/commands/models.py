@@ -92,7 +92,8 @@ def verify() -> None:
     for path, ok in results:
         typer.echo(f"{'ok ' if ok else 'BAD'}  {path}")
     bad = sum(not ok for _, ok in results)
-    typer.echo(f"{len(results)} files in {zoo.cache_dir()}, {bad} bad" + (" (delete them and download again)" if bad else ""))
+    advice = " (remove them and download again)" if bad else ""
+    typer.echo(f"{len(results)} files in {zoo.cache_dir()}, {bad} bad{advice}")
     if bad:
         raise typer.Exit(1)
 
