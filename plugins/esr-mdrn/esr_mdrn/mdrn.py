@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+MIN_SIZE = 15  # smaller inputs leave MDSA's stride-2 conv + 3-stride pooling too small to reflect-pad
 
 
 @dataclass
@@ -163,6 +164,8 @@ class MDRN(nn.Module):
         self.upsampler = Upsampler(num_feat, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < MIN_SIZE:
+            raise ValueError(f"MDRN needs inputs of at least {MIN_SIZE}x{MIN_SIZE} pixels, got {tuple(x.shape[-2:])}")
         shallow = self.fea_conv(x - self.mean)
         outputs, h = [], shallow
         for block in self.blocks:
