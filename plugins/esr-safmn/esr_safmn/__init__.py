@@ -1,0 +1,107 @@
+"""SAFMN, GFMN and SAFMN++ (sunny2109/SAFMN) as esr architectures."""
+
+from __future__ import annotations
+
+from esr_cli import Architecture, StateDict, Weights, count_blocks, shuffle_scale
+
+from .gfmn import GFMN, GFMNConfig
+from .safmn import SAFMN, SAFMNConfig
+from .safmnpp import SAFMNPP, SAFMNPPConfig
+
+__all__ = ["safmn", "gfmn", "safmnpp", "SAFMN", "GFMN", "SAFMNPP"]
+
+SOURCE = "https://github.com/sunny2109/SAFMN"
+RAW = "https://raw.githubusercontent.com/sunny2109/SAFMN/68c2182e4f8829a979886b0a1cab8f269f91b321"
+
+
+def _dim_scale(sd: StateDict) -> tuple[int, int]:
+    return sd["to_feat.weight"].shape[0], shuffle_scale(sd["to_img.0.weight"].shape[0])
+
+
+def read_safmn(sd: StateDict, scale: int | None = None) -> SAFMNConfig:
+    dim, scale = _dim_scale(sd)
+    hidden = sd["feats.0.ccm.ccm.0.weight"].shape[0]
+    return SAFMNConfig(dim, count_blocks(sd, "feats"), hidden / dim, "norm.gamma" in sd, scale)
+
+
+def read_gfmn(sd: StateDict, scale: int | None = None) -> GFMNConfig:
+    dim, scale = _dim_scale(sd)
+    hidden = sd["feats.0.ffd.project_out.weight"].shape[1]
+    return GFMNConfig(dim, count_blocks(sd, "feats"), hidden / dim, scale)
+
+
+def read_safmnpp(sd: StateDict, scale: int | None = None) -> SAFMNPPConfig:
+    dim, scale = _dim_scale(sd)
+    hidden = sd["feats.0.conv2.conv1.weight"].shape[0]
+    return SAFMNPPConfig(dim, count_blocks(sd, "feats"), hidden / dim, scale)
+
+
+safmn = Architecture(
+    name="safmn",
+    model=SAFMN,
+    config=SAFMNConfig,
+    detect=("to_feat.weight", "feats.0.safm.aggr.weight", "feats.0.ccm.ccm.0.weight", "to_img.0.weight"),
+    read_config=read_safmn,
+    paper="Spatially-Adaptive Feature Modulation for Efficient Image Super-Resolution (ICCV 2023)",
+    size_multiple=8,
+    weights=(
+        Weights(
+            name="safmn-ntire23-x4",
+            scale=4,
+            url=f"{RAW}/NTIRE2023_ESR/model_zoo/team15_SAFMN.pth",
+            sha256="93fe3d7175ef1446cfcb3a884ddf8bbb4391f31190e9d1bf6c6c1cb768f8b565",
+            license="Apache-2.0",
+            source=SOURCE,
+            params=237_000,
+            variant="NTIRE 2023 ESR entry (team15): 36 ch, 8 blocks, GRN",
+            reference_psnr=32.1645,
+        ),
+    ),
+)
+
+gfmn = Architecture(
+    name="gfmn",
+    model=GFMN,
+    config=GFMNConfig,
+    detect=("to_feat.weight", "feats.0.norm1.weight", "feats.0.safm.aggr.weight", "feats.0.ffd.project_in.weight",
+            "to_img.0.weight"),
+    read_config=read_gfmn,
+    paper="GFMN, gated feature modulation network (NTIRE 2023 ESR challenge, team14)",
+    size_multiple=8,
+    weights=(
+        Weights(
+            name="gfmn-x4",
+            scale=4,
+            url=f"{RAW}/NTIRE2023_ESR/model_zoo/team14_GFMN.pth",
+            sha256="10da4b48c62646c1af394b531ef3a574a9be481e03bb3e44123a2e5b5fcb9128",
+            license="Apache-2.0",
+            source=SOURCE,
+            params=103_872,
+            variant="NTIRE 2023 ESR entry (team14): 36 ch, 8 blocks",
+            reference_psnr=32.1133,
+        ),
+    ),
+)
+
+safmnpp = Architecture(
+    name="safmnpp",
+    model=SAFMNPP,
+    config=SAFMNPPConfig,
+    detect=("to_feat.weight", "feats.0.conv1.proj.weight", "feats.0.conv2.conv1.weight", "to_img.0.weight"),
+    read_config=read_safmnpp,
+    paper="SAFMN++: Improved Feature Modulation Network for Efficient Image Super-Resolution (NTIRE 2024 ESR, team23)",
+    size_multiple=8,
+    weights=(
+        Weights(
+            name="safmnpp-x4",
+            scale=4,
+            url=f"{RAW}/NTIRE2024_ESR/model_zoo/team23_safmnpp.pth",
+            sha256="03bf96b5a50f43123d22c3a257341d536118250f7157f12d2832915be4f52685",
+            license="Apache-2.0",
+            source=SOURCE,
+            params=211_572,
+            variant="NTIRE 2024 ESR entry (team23): 36 ch, 6 blocks, ffn 1.5",
+            reference_psnr=32.0177,
+        ),
+    ),
+)
