@@ -13,7 +13,7 @@ from .esa import ESA
 
 @dataclass(frozen=True)
 class RFDNConfig:
-    """Defaults: the authors' released model (E-RFDN, AIM 2020 winner); the paper's table model (0.55M at x4) is larger."""
+    """Defaults: the authors' released model (E-RFDN, AIM 2020 winner); the paper's table model (0.55M) is larger."""
 
     channels: int = 50
     blocks: int = 4

@@ -1,4 +1,4 @@
-"""RLFN: Kong et al., "Residual Local Feature Network for Efficient Super-Resolution" (CVPRW 2022); ref. bytedance/RLFN."""
+"""RLFN: Kong et al., "Residual Local Feature Network for Efficient SR", CVPRW 2022; ref. bytedance/RLFN."""
 
 from __future__ import annotations
 
