@@ -1,0 +1,82 @@
+"""`esr evaluate`: PSNR/SSIM on benchmark sets, as the SR tables compute them, beside the published figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import typer
+
+
+def evaluate(
+    models: list[str] = typer.Option(..., "-m", "--model", help="Zoo name or weights file (repeat for several)."),
+    datasets: list[str] = typer.Option(..., "-d", "--dataset",
+                                       help="Folder (EDSR HR/ + LR_bicubic/, HR/ + LR/, or HR images alone: LR made "
+                                            "by MATLAB bicubic) or a benchmark name under ESR_DATA (Set5, Set14, "
+                                            "B100, Urban100, Manga109, DIV2K-val). Repeat for several."),
+    scale: int = typer.Option(None, "-s", "--scale", help="Scale (picks the zoo weights; default: each model's)."),
+    self_ensemble: bool = typer.Option(False, "--self-ensemble", help="x8 geometric self-ensemble (the '+' models)."),
+    metric_space: str = typer.Option("y", help="y (BT.601 luma, the tables) or rgb (the NTIRE challenges)."),
+    border: int = typer.Option(None, help="Pixels shaved from each border (default: the scale; NTIRE uses 4)."),
+    per_image: bool = typer.Option(False, "--per-image", help="Print (and write to --csv) every image's figures."),
+    save_images: Path = typer.Option(None, help="Write the SR images to DIR/<model>/<dataset>/<name>.png."),
+    json_path: Path = typer.Option(None, "--json", help="Write the results as JSON."),
+    csv_path: Path = typer.Option(None, "--csv", help="Write the results as CSV."),
+    compare: Path = typer.Option(None, help="Write a PNG of crops (HR | bicubic | each model) where they differ most."),
+    precision: str = typer.Option("fp32", help="fp32 (the tables), auto, fp16 or bf16."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    tile: str = typer.Option("0", help="Tile size in LR pixels, auto, or 0 (whole image: exact figures)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Evaluate models on benchmark datasets (mean PSNR/SSIM, published figure and difference)."""
+    from ..evaluation import evaluate as run
+    from .upscale import _tile
+
+    results = run(models, datasets, scale=scale, self_ensemble=self_ensemble, precision=precision, device=device,
+                  tile=_tile(tile), metric_space=metric_space, border=border,
+                  save_images=save_images, compare=compare, progress=not quiet)
+    typer.echo(format_table(results, per_image))
+    if json_path:
+        json_path.write_text(json.dumps({"results": [r.to_dict() for r in results]}, indent=1) + "\n")
+    if csv_path:
+        write_csv(csv_path, results, per_image)
+    if compare:
+        typer.echo(f"comparison written to {compare}", err=True)
+
+
+def format_table(results, per_image: bool = False) -> str:
+    """One block per dataset and scale: a row per model, the published figure and our difference beside it."""
+    lines = []
+    for key in dict.fromkeys((r.dataset, r.scale) for r in results):
+        rows = [r for r in results if (r.dataset, r.scale) == key]
+        width = max(len("model"), *(len(r.model) for r in rows))
+        lines += ["", f"{key[0]} x{key[1]}", f"{'model':<{width}}  {'PSNR':>8}  {'SSIM':>7}  {'published':>16}  {'diff':>7}"]
+        for r in rows:
+            lines.append(f"{r.model:<{width}}  {r.psnr:8.4f}  {r.ssim:7.4f}  {_published(r):>16}  {_diff(r):>7}")
+            lines += [f"  {i.name:<{width - 2}}  {i.psnr:8.4f}  {i.ssim:7.4f}" for i in r.images] if per_image else []
+    return "\n".join(lines[1:])
+
+
+def _published(r) -> str:
+    if r.published is None:
+        return "-"
+    psnr, ssim = r.published
+    return f"{psnr:.4f}/{ssim:.4f}" if ssim is not None else f"{psnr:.4f}"
+
+
+def _diff(r) -> str:
+    return "-" if r.difference is None or math.isinf(r.difference) else f"{r.difference:+.4f}"
+
+
+def write_csv(path: Path, results, per_image: bool = False) -> None:
+    """A row per (model, dataset) mean (image `mean`), and per image with `per_image`."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["model", "dataset", "scale", "image", "psnr", "ssim", "published_psnr", "published_ssim"])
+        for r in results:
+            pub = r.published or (None, None)
+            out.writerow([r.model, r.dataset, r.scale, "mean", f"{r.psnr:.6f}", f"{r.ssim:.6f}", *pub])
+            for i in r.images if per_image else []:
+                out.writerow([r.model, r.dataset, r.scale, i.name, f"{i.psnr:.6f}", f"{i.ssim:.6f}", "", ""])
