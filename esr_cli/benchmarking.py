@@ -1,0 +1,423 @@
+"""Efficiency figures as the NTIRE Efficient-SR challenges report them: parameters, FLOPs, activations, convolutions,
+peak memory and runtime of a network on one (1, 3, 256, 256) LR input, with warm-up, spread and honest memory."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import dataclasses
+import gc
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from .engine import DTYPES, Upscaler
+from .errors import EsrError
+
+MIN_RUNS = 3
+"""Timed runs kept even when the time budget is spent."""
+DEFAULTS = {"cuda": (10, 50, None), "cpu": (2, 10, 6.0)}
+"""(warm-up runs, timed runs, time budget in seconds for the timed runs) by device type."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """A model's figures in a challenge table (runtime and memory are on that challenge's GPU)."""
+
+    params_m: float
+    flops_g: float
+    """Multiply-accumulates, as `utils/model_summary.py` counts them."""
+    activations_m: float
+    convs: int | None
+    runtime_ms: float | None
+    memory_mb: float | None
+    source: str
+
+
+_NTIRE22 = "NTIRE 2022 ESR results table (Titan Xp)"
+NTIRE: dict[str, Published] = {
+    "rlfn-ntire22-x4": Published(0.317, 19.70, 80.05, 39, 27.11, 377.91, _NTIRE22),
+    "imdn-ntire22-x4": Published(0.894, 58.53, 154.14, 43, 50.86, 471.76, _NTIRE22),
+    "rfdn-x4": Published(0.433, 27.10, 112.03, 64, 41.97, 788.13, _NTIRE22),
+    "imdn-plus-x4": Published(0.276, 17.98, 92.80, 59, 34.10, 309.23, _NTIRE22),
+    "lgvan-x4": Published(0.118, 9.06, 332.39, 122, 80.19, 1114.77, "NTIRE 2023, team's results.txt (own GPU)"),
+    "mdrn-s-x4": Published(0.095, 5.58, 220.88, None, None, None, "NTIRE 2023, third-party study deck"),
+    "gfmn-x4": Published(0.104, 6.56, 199.35, None, None, None, "NTIRE 2023, third-party study deck"),
+    "safmnpp-x4": Published(0.212, 13.86, 69.28, 32, 9.12, 280.67, "NTIRE 2024, sunny2109/SAFMN results.txt"),
+}
+"""Published challenge figures by weights name (../shared/research/published-metrics.md section 2)."""
+
+
+@dataclass
+class Row:
+    """One model's figures; `skipped` holds the reason when it could not be measured."""
+
+    model: str
+    arch: str = ""
+    scale: int = 0
+    size: int = 0
+    device: str = ""
+    precision: str = ""
+    params: int = 0
+    buffers: int = 0
+    """State-dict elements that are not parameters (the checkpoint holds params + buffers)."""
+    macs: int = 0
+    """Multiply-accumulates of convolutions and matrix products (FlopCounterMode FLOPs / 2)."""
+    activations: int = 0
+    """Elements of every nn.Conv2d / ConvTranspose2d output (forward hooks, the NTIRE definition)."""
+    convs: int = 0
+    """Calls of nn.Conv2d / ConvTranspose2d modules (NTIRE "#Conv")."""
+    unhooked_convs: int = 0
+    """Convolutions the module hooks do not see (functional F.conv2d), found at the dispatcher."""
+    memory_mb: float | None = None
+    memory_kind: str = ""
+    runtime_ms: float | None = None
+    """Median of the timed runs."""
+    q1_ms: float | None = None
+    q3_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    runs: int = 0
+    warmup: int = 0
+    throughput_mpx_s: float | None = None
+    """Output megapixels per second at the median runtime."""
+    psnr: float | None = None
+    dataset: str = ""
+    reference_psnr: float | None = None
+    """The plugin's Set5 Y-PSNR with the authors' code (not measured here)."""
+    skipped: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- shape-only figures -----------------------------------------------------------------------
+
+_aten = torch.ops.aten
+CONVOLUTIONS = {_aten.conv1d, _aten.conv2d, _aten.conv3d, _aten.conv_transpose1d, _aten.conv_transpose2d,
+                _aten.conv_transpose3d, _aten.convolution, _aten._convolution}
+"""What a dispatch mode sees of a convolution: only the outermost of these (the others run beneath it)."""
+
+
+class _ConvCensus(TorchDispatchMode):
+    """Counts every convolution call, module or functional."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in CONVOLUTIONS:
+            self.calls += 1
+        return out
+
+
+def complexity(module: nn.Module, size: int, input_range: float = 1.0) -> dict[str, int]:
+    """params, buffers, macs, activations, convs, unhooked_convs of `module` on a (1, 3, size, size) input.
+
+    Shape-only on a meta-device copy when every op has a meta kernel, else one real forward on its device."""
+    try:
+        meta = copy.deepcopy(module).to("meta")
+        return _count(meta, torch.zeros(1, 3, size, size, device="meta"))
+    except (NotImplementedError, RuntimeError):
+        device = next(module.parameters()).device
+        return _count(module, torch.rand(1, 3, size, size, device=device) * input_range)
+
+
+def _count(module: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    activations, convs = [0], [0]
+
+    def hook(_module, _inputs, output) -> None:
+        activations[0] += output.numel()
+        convs[0] += 1
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    try:
+        flops, census = FlopCounterMode(display=False), _ConvCensus()
+        with torch.inference_mode(), flops, census:
+            module(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    params = sum(p.numel() for p in module.parameters())
+    return dict(params=params, buffers=sum(t.numel() for t in module.state_dict().values()) - params,
+                macs=flops.get_total_flops() // 2, activations=activations[0], convs=convs[0],
+                unhooked_convs=census.calls - convs[0])
+
+
+# ---- measured figures ---------------------------------------------------------------------------
+
+def peak_memory(run: Callable[[], object], device: torch.device, resident: int) -> tuple[float, str]:
+    """(MiB, what it is) of one call of `run`. `resident`: bytes already live (weights + input), added on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max_memory_allocated, reset before the run"
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return (resident + peak) / 2**20, "CPU: weights + input + peak of torch allocations in one run (torch.profiler)"
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler's C++ start/stop lines on file descriptor 2."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def time_runs(run: Callable[[], object], device: torch.device, warmup: int, runs: int,
+              budget_s: float | None = None) -> list[float]:
+    """Milliseconds of each timed call of `run` after `warmup` untimed ones (CUDA events on GPU, perf_counter
+    elsewhere); stops early once `budget_s` is spent and MIN_RUNS are done."""
+    for _ in range(warmup):
+        run()
+    _sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < runs:
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            run()
+            _sync(device)
+            times.append((time.perf_counter() - t0) * 1e3)
+        if budget_s is not None and len(times) >= MIN_RUNS and time.perf_counter() - start > budget_s:
+            break
+    return times
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def spread(times: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles, min and max (ms)."""
+    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
+    return dict(runtime_ms=median, q1_ms=q1, q3_ms=q3, min_ms=min(times), max_ms=max(times))
+
+
+# ---- one model, many models --------------------------------------------------------------------
+
+def measure(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs: int | None = None,
+            budget_s: float | None = None) -> Row:
+    """Every figure of one loaded model on a (1, 3, size, size) input; the first warm-up run measures memory."""
+    arch, device = upscaler.architecture, upscaler.device
+    if size % arch.size_multiple:
+        raise EsrError(f"{arch.name} needs input sides that are multiples of {arch.size_multiple}; --size {size}")
+    default_warmup, default_runs, default_budget = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
+    warmup = default_warmup if warmup is None else warmup
+    runs, budget_s = runs or default_runs, budget_s if budget_s is not None else default_budget
+    module = upscaler.module
+    row = Row(upscaler.name, arch.name, upscaler.scale, size, str(device), upscaler.precision,
+              reference_psnr=upscaler.weights.reference_psnr if upscaler.weights else None)
+    for key, value in complexity(module, size, arch.input_range).items():
+        setattr(row, key, value)
+    x = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * arch.input_range).to(device)
+    if device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = (torch.autocast(device.type, dtype=DTYPES[upscaler.precision]) if upscaler.precision != "fp32"
+                else contextlib.nullcontext())
+
+    def run() -> None:
+        with torch.inference_mode(), autocast:
+            module(x)
+
+    resident = sum(t.numel() * t.element_size() for t in module.state_dict().values()) + x.numel() * 4
+    row.memory_mb, row.memory_kind = peak_memory(run, device, resident)
+    times = time_runs(run, device, max(warmup - 1, 0), runs, budget_s)
+    for key, value in spread(times).items():
+        setattr(row, key, value)
+    row.runs, row.warmup = len(times), max(warmup, 1)
+    row.throughput_mpx_s = (size * upscaler.scale) ** 2 / (row.runtime_ms * 1e3)
+    return row
+
+
+def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", precision: str = "fp32",
+              warmup: int | None = None, runs: int | None = None, budget_s: float | None = None,
+              dataset: str | Path | None = None, scale: int | None = None,
+              progress: Callable[[str], None] | None = None) -> list[Row]:
+    """Rows sorted by runtime (skipped models last, with their reason). Models are zoo names or weights files."""
+    from .models import load_model
+
+    rows = []
+    for ref in models:
+        if progress:
+            progress(ref)
+        try:
+            upscaler = load_model(ref, scale=scale, device=device, precision=precision, quiet=True)
+            row = measure(upscaler, size, warmup, runs, budget_s)
+            if dataset is not None:
+                from .evaluation import evaluate
+
+                result = evaluate([upscaler], [dataset])[0]
+                row.psnr, row.dataset = result.psnr, result.dataset
+        except (EsrError, OSError) as e:
+            row = Row(str(ref), skipped=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        rows.append(row)
+        upscaler = None
+        gc.collect()
+    return sort_rows(rows)
+
+
+def sort_rows(rows: Iterable[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (r.runtime_ms is None, r.runtime_ms or 0.0, r.model))
+
+
+def all_models(registry=None) -> list[str]:
+    """Every pretrained weights name of the installed plugins."""
+    from .registry import default_registry
+
+    return [w.name for w in (registry or default_registry()).weights()]
+
+
+# ---- reports ------------------------------------------------------------------------------------
+
+FLOPS_NOTE = ("FLOPs [G] = multiply-accumulates of convolutions and matrix products (torch FlopCounterMode / 2), "
+              "as the NTIRE tables count them; Acts = elements of all Conv2d outputs; #Conv = Conv2d calls; "
+              "LR input 3x{size}x{size}")
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A text table, one line per row, in the given order, with the unit notes below."""
+    header = ["model", "scale", "params [K]", "FLOPs [G]", "Acts [M]", "#Conv", "mem [MiB]",
+              "runtime [ms] median (IQR) n", "Mpx/s", "PSNR"]
+    lines = [[r.model, f"x{r.scale}", f"{r.params / 1e3:.1f}", f"{r.macs / 1e9:.2f}", f"{r.activations / 1e6:.2f}",
+              f"{r.convs}" + (f"+{r.unhooked_convs}" if r.unhooked_convs else ""), _num(r.memory_mb, 1),
+              f"{r.runtime_ms:.1f} ({r.q1_ms:.1f}-{r.q3_ms:.1f}) {r.runs}", _num(r.throughput_mpx_s, 3),
+              f"{r.psnr:.4f} {r.dataset}" if r.psnr is not None else ""] for r in rows if not r.skipped]
+    text = _grid(header, lines)
+    measured = [r for r in rows if not r.skipped]
+    if measured:
+        r = measured[0]
+        text += "\n" + FLOPS_NOTE.format(size=r.size) + f"; {r.device}, {r.precision}, warm-up {r.warmup}."
+        text += f"\nmem: {r.memory_kind}."
+        if any(r.unhooked_convs for r in measured):
+            text += "\n#Conv a+b: b functional convolutions that module hooks (and NTIRE's counter) do not see."
+    text += "".join(f"\nskipped {r.model}: {r.skipped}" for r in rows if r.skipped)
+    return text
+
+
+def compare_ntire(rows: Sequence[Row]) -> str:
+    """Ours beside the challenge's published figures, for the models that have them."""
+    header = ["model", "params [M] ours/NTIRE", "FLOPs [G] ours/NTIRE", "Acts [M] ours/NTIRE", "#Conv ours/NTIRE",
+              "NTIRE time [ms] / mem [MiB] (their GPU)", "source"]
+    lines = []
+    for r in rows:
+        p = NTIRE.get(r.model)
+        if p is None or r.skipped:
+            continue
+        lines.append([r.model, f"{r.params / 1e6:.3f} / {p.params_m:.3f}",
+                      f"{r.macs / 1e9:.2f} / {p.flops_g:.2f} ({_pct(r.macs / 1e9, p.flops_g)})",
+                      f"{r.activations / 1e6:.2f} / {p.activations_m:.2f} ({_pct(r.activations / 1e6, p.activations_m)})",
+                      f"{r.convs} / {p.convs if p.convs is not None else '-'}",
+                      f"{_num(p.runtime_ms, 2)} / {_num(p.memory_mb, 2)}", p.source])
+    if not lines:
+        return "no benchmarked model has published NTIRE figures (" + ", ".join(NTIRE) + ")"
+    return _grid(header, lines) + (
+        "\nNTIRE's counter (utils/model_summary.py) also adds one FLOP per output element of nn.ReLU/LeakyReLU/PReLU"
+        "\nmodules and sees only module calls (functional convolutions and matmuls are missed); ours counts every"
+        "\nconvolution and matrix product at the dispatcher and no element-wise ops.")
+
+
+def _pct(ours: float, theirs: float) -> str:
+    return f"{100 * (ours - theirs) / theirs:+.1f}%"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _grid(header: list[str], lines: list[list[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines])
+
+
+def write_json(rows: Sequence[Row], path: str | Path) -> None:
+    published = {r.model: dataclasses.asdict(NTIRE[r.model]) for r in rows if r.model in NTIRE}
+    data = {"flops_note": FLOPS_NOTE.format(size=next((r.size for r in rows if r.size), 0)),
+            "models": [r.to_dict() for r in rows], "ntire_published": published}
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(rows: Sequence[Row], path: str | Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[field.name for field in dataclasses.fields(Row)])
+        writer.writeheader()
+        writer.writerows(r.to_dict() for r in rows)
+
+
+def plot(rows: Sequence[Row], path: str | Path, x: str = "runtime") -> None:
+    """PSNR against runtime or FLOPs, bubble area ~ parameters, one labelled point per model, a colour per scale.
+
+    PSNR is the measured one (--dataset) or else the plugin's Set5 reference figure, as the y label says."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EsrError("--plot needs matplotlib: pip install 'esr-cli[plot]'") from None
+    if x not in ("runtime", "flops"):
+        raise EsrError(f"--plot-x {x}: choose runtime or flops")
+    measured = any(r.psnr is not None for r in rows)
+    points = [(r, r.psnr if measured else r.reference_psnr) for r in rows if not r.skipped]
+    points = [(r, y) for r, y in points if y is not None]
+    if not points:
+        raise EsrError("--plot needs a PSNR per model: pass --dataset, or models whose plugin gives a reference PSNR")
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for scale in sorted({r.scale for r, _ in points}):
+        group = [(r, y) for r, y in points if r.scale == scale]
+        xs = [r.runtime_ms if x == "runtime" else r.macs / 1e9 for r, _ in group]
+        ax.scatter(xs, [y for _, y in group], s=[max(r.params / 1e3, 5) for r, _ in group], alpha=0.5,
+                   label=f"x{scale}")
+        for xv, (r, y) in zip(xs, group):
+            ax.annotate(r.model, (xv, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    first = points[0][0]
+    ax.set_xscale("log")
+    ax.set_xlabel(f"runtime [ms], median, {first.device} {first.precision}, {first.size}x{first.size} LR"
+                  if x == "runtime" else f"FLOPs [G] (multiply-accumulates), {first.size}x{first.size} LR")
+    dataset = next((r.dataset for r, _ in points if r.dataset), "")
+    ax.set_ylabel(f"PSNR [dB], {dataset} (measured)" if measured else "Set5 Y-PSNR [dB] (plugin reference)")
+    ax.set_title("bubble area ~ parameters")
+    ax.legend(title="scale", markerscale=0.5)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

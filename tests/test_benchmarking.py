@@ -1,0 +1,192 @@
+"""esr benchmark: counted figures against hand counts and the NTIRE tables, timing, memory, reports, the command."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+import typer
+from conftest import SHARED
+from tiny import TinyConfig, TinyNet, tiny, tiny_weights
+from torch import nn
+from typer.testing import CliRunner
+
+from esr_cli import benchmarking, registry
+from esr_cli.benchmarking import NTIRE, Row, complexity, peak_memory, spread, time_runs
+from esr_cli.commands.benchmark import benchmark as benchmark_command
+from esr_cli.engine import Upscaler
+from esr_cli.errors import EsrError
+
+ACCEPTANCE = ("rlfn-ntire22-x4", "imdn-ntire22-x4", "rfdn-x4", "imdn-plus-x4", "lgvan-x4")
+"""Models whose NTIRE params, FLOPs, activations and #Conv the issue asks us to reproduce."""
+
+
+class Mixed(nn.Module):
+    """A module conv, a module called twice, a functional conv and a pixel shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.twice = nn.Conv2d(8, 8, 1)
+        self.weight = nn.Parameter(torch.ones(12, 8, 1, 1))
+        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x):
+        y = self.twice(self.twice(torch.relu(self.head(x - self.mean))))
+        return F.pixel_shuffle(F.conv2d(y, self.weight), 2)
+
+
+def test_complexity_counts_by_hand():
+    c = complexity(Mixed(), 16)
+    pixels = 16 * 16
+    assert c["macs"] == (3 * 8 * 9 + 2 * 8 * 8 + 8 * 12) * pixels
+    assert c["activations"] == 3 * 8 * pixels  # module convs only, each call (as NTIRE's hooks)
+    assert c["convs"] == 3 and c["unhooked_convs"] == 1
+    assert c["params"] == 3 * 8 * 9 + 8 + 8 * 8 + 8 + 12 * 8 and c["buffers"] == 3
+
+
+def test_complexity_falls_back_to_a_real_forward(monkeypatch):
+    calls = []
+    real = benchmarking._count
+
+    def meta_fails(module, x):
+        calls.append(x.device.type)
+        if x.device.type == "meta":
+            raise NotImplementedError("no meta kernel")
+        return real(module, x)
+
+    monkeypatch.setattr(benchmarking, "_count", meta_fails)
+    assert complexity(TinyNet(), 8)["convs"] == 3 and calls == ["meta", "cpu"]
+
+
+@pytest.mark.parametrize("name", ACCEPTANCE)
+def test_ntire_figures(name):
+    weights_dir = SHARED / "zoo" / "weights"
+    if not weights_dir.is_dir():
+        pytest.skip(f"needs the shared reference weights at {weights_dir} (absent)")
+    reg = registry.default_registry()
+    try:
+        arch, w = reg.find_weights(name)
+    except EsrError:
+        pytest.skip(f"the plugin providing {name} is not installed")
+    sources = json.loads((SHARED / "zoo" / "SOURCES.json").read_text())
+    file = SHARED / "zoo" / next(e["file"] for e in sources if e["sha256"] == w.sha256)
+    from esr_cli import read_state_dict
+
+    match = registry.try_architecture(arch, read_state_dict(file), w.scale)
+    with torch.device("meta"):
+        module = arch.build(match.config)
+    c, published = complexity(module, 256), NTIRE[name]
+    assert c["params"] + c["buffers"] == sum(t.numel() for t in match.state_dict.values()) == w.params
+    assert round(c["params"] / 1e6, 3) == published.params_m
+    assert c["macs"] / 1e9 == pytest.approx(published.flops_g, rel=0.02)
+    assert c["activations"] / 1e6 == pytest.approx(published.activations_m, rel=0.02)
+    assert c["convs"] == published.convs
+
+
+def test_time_runs_and_spread():
+    calls = []
+    times = time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=2, runs=5)
+    assert len(times) == 5 and len(calls) == 7 and all(t >= 0 for t in times)
+    s = spread([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert s["runtime_ms"] == 3.0 and s["min_ms"] == 1.0 and s["max_ms"] == 100.0 and s["q1_ms"] <= s["q3_ms"]
+    assert spread([2.0])["runtime_ms"] == 2.0
+
+
+def test_time_budget_keeps_the_minimum_runs():
+    times = time_runs(lambda: torch.ones(1), torch.device("cpu"), warmup=0, runs=50, budget_s=0.0)
+    assert len(times) == benchmarking.MIN_RUNS
+
+
+def test_cpu_peak_memory_sees_the_allocations():
+    x = torch.rand(1, 3, 64, 64)
+    conv = nn.Conv2d(3, 64, 3, padding=1).eval()
+
+    def run():
+        with torch.inference_mode():
+            conv(x)
+
+    mib, kind = peak_memory(run, torch.device("cpu"), resident=0)
+    assert mib >= 64 * 64 * 64 * 4 / 2**20 and "profiler" in kind
+
+
+def tiny_upscaler(scale: int = 2) -> Upscaler:
+    return Upscaler(TinyNet(scale=scale), tiny, TinyConfig(scale=scale))
+
+
+def test_measure_tiny():
+    row = benchmarking.measure(tiny_upscaler(), size=32, warmup=1, runs=3)
+    assert (row.model, row.scale, row.runs, row.convs) == ("tiny", 2, 3, 3)
+    assert row.min_ms <= row.runtime_ms <= row.max_ms and row.memory_mb > 0
+    assert row.throughput_mpx_s == pytest.approx(64 * 64 / (row.runtime_ms * 1e3))
+
+
+def test_measure_refuses_a_size_off_the_multiple():
+    import dataclasses
+
+    up = Upscaler(TinyNet(), dataclasses.replace(tiny, size_multiple=8), TinyConfig())
+    with pytest.raises(EsrError, match="multiples of 8"):
+        benchmarking.measure(up, size=30)
+
+
+def rows() -> list[Row]:
+    fast = Row("rlfn-ntire22-x4", "rlfn", 4, 256, "cpu", "fp32", params=317218, macs=19_658_082_304,
+               activations=80_050_000, convs=39, memory_mb=80.0, memory_kind="test", runtime_ms=10.0, q1_ms=9.0,
+               q3_ms=11.0, min_ms=8.0, max_ms=12.0, runs=10, warmup=2, throughput_mpx_s=104.0, reference_psnr=32.1)
+    slow = Row("slow-x2", "slow", 2, 256, "cpu", "fp32", params=1000, macs=10**9, activations=10**6, convs=3,
+               unhooked_convs=2, memory_mb=1.0, memory_kind="test", runtime_ms=50.0, q1_ms=49.0, q3_ms=51.0,
+               min_ms=48.0, max_ms=52.0, runs=10, warmup=2, throughput_mpx_s=5.2, reference_psnr=37.0)
+    return benchmarking.sort_rows([slow, Row("edsr-baseline-x4", skipped="no file"), fast])
+
+
+def test_reports(tmp_path):
+    ordered = rows()
+    assert [r.model for r in ordered] == ["rlfn-ntire22-x4", "slow-x2", "edsr-baseline-x4"]
+    text = benchmarking.table(ordered)
+    assert "multiply-accumulates" in text and "3+2" in text and "skipped edsr-baseline-x4: no file" in text
+    compared = benchmarking.compare_ntire(ordered)
+    assert "19.66 / 19.70 (-0.2%)" in compared and "39 / 39" in compared and "slow-x2" not in compared
+    benchmarking.write_json(ordered, tmp_path / "b.json")
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["models"][0]["macs"] == 19_658_082_304 and data["ntire_published"]["rlfn-ntire22-x4"]["convs"] == 39
+    benchmarking.write_csv(ordered, tmp_path / "b.csv")
+    assert (tmp_path / "b.csv").read_text().splitlines()[1].startswith("rlfn-ntire22-x4,rlfn,4,256")
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    benchmarking.plot(rows(), tmp_path / "p.png", x="flops")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_without_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(EsrError, match=r"pip install 'esr-cli\[plot\]'"):
+        benchmarking.plot(rows(), tmp_path / "p.png")
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command("benchmark")(benchmark_command)
+    return app
+
+
+def test_command_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "default_registry", lambda: registry.Registry.of(tiny))
+    tiny_weights(tmp_path / "tiny.pth")
+    result = CliRunner().invoke(cli(), ["benchmark", "-m", str(tmp_path / "tiny.pth"), "-m", "nothing-x4",
+                                        "--size", "32", "--runs", "3", "--warmup", "1", "--device", "cpu",
+                                        "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv")])
+    assert result.exit_code == 0, result.output
+    assert "tiny.pth" in result.output and "skipped nothing-x4: no model named" in result.output
+    models = json.loads((tmp_path / "b.json").read_text())["models"]
+    assert models[0]["runs"] == 3 and models[0]["convs"] == 3 and models[1]["skipped"]
+
+
+def test_command_needs_models_or_all():
+    result = CliRunner().invoke(cli(), ["benchmark"])
+    assert isinstance(result.exception, EsrError)
