@@ -1,0 +1,52 @@
+"""`esr video`: one video through a model, keeping sound, subtitles, timing and colour tags; resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def video(
+    source: Path = typer.Argument(..., help="Video file (anything the bundled ffmpeg reads)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output video (default: <stem>_x<scale> beside the input)."),
+    model: str = typer.Option("rlfn", "-m", "--model", help="Zoo name (see `esr models`) or a weights file."),
+    scale: int = typer.Option(None, "-s", "--scale", help="Network scale (picks the weights; default 4)."),
+    tile: str = typer.Option("0", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole frame)."),
+    tile_overlap: int = typer.Option(16, help="Context around each tile, blended (input pixels)."),
+    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(4, help="Frames (or tiles) per forward pass."),
+    threads: int = typer.Option(None, help="CPU threads for the network."),
+    codec: str = typer.Option("libx264", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, ..."),
+    crf: int = typer.Option(18, help="Constant quality (lower is better and bigger)."),
+    preset: str = typer.Option(None, help="Encoder preset (x264/x265: ultrafast ... veryslow)."),
+    pix_fmt: str = typer.Option("yuv420p", help="Output pixel format, e.g. yuv420p10le for 10-bit."),
+    ffmpeg_arg: list[str] = typer.Option([], "--ffmpeg-arg", help="Extra encoder option (repeat: --ffmpeg-arg=-tune "
+                                                                   "--ffmpeg-arg=film)."),
+    start: float = typer.Option(None, help="Start of the section to process (seconds)."),
+    duration: float = typer.Option(None, help="Length of the section to process (seconds)."),
+    frames_dir: Path = typer.Option(None, help="Write PNG frames into this folder instead of a video."),
+    segment_frames: int = typer.Option(120, help="Frames per resumable segment."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output and discard an unfinished run."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Upscale a video; run the same command again to resume after an interruption."""
+    from ..errors import EsrError
+    from ..models import load_model
+    from ..video import Encoding, upscale_video
+    from .upscale import _tile
+
+    if segment_frames < 1 or batch_size < 1:
+        raise EsrError("--segment-frames and --batch-size must be at least 1")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    upscaler = load_model(model, scale=scale, device=device, precision=precision, tile=_tile(tile),
+                          tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
+    encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
+    summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
+                            frames_dir=frames_dir, segment_frames=segment_frames, overwrite=overwrite, quiet=quiet)
+    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.device} ({upscaler.precision}): {summary.line()}",
+               err=True)
