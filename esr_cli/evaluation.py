@@ -77,7 +77,7 @@ class Result:
 def data_root() -> Path:
     env = os.environ.get("ESR_DATA")
     if not env:
-        raise EsrError("known dataset names are looked up under ESR_DATA: set it to the folder holding Set5, Set14, ...")
+        raise EsrError("benchmark names are looked up under ESR_DATA: set it to the folder holding Set5, Set14, ...")
     return Path(env).expanduser()
 
 

@@ -145,3 +145,48 @@ def test_cli_outputs(tmp_path, edsr_set, monkeypatch):
     assert data["model"] == "bicubic-x2" and [i["name"] for i in data["images"]] == ["a", "b"]
     rows = (tmp_path / "r.csv").read_text().splitlines()
     assert rows[0].startswith("model,dataset,scale,image,psnr,ssim") and len(rows) == 4
+
+
+# ---- the published tables, reproduced (real weights; slow) -----------------------------------------
+
+def zoo_rows():
+    """(weights, file, dataset) for each installed zoo weight whose file is in ../shared, on Set5 and Set14."""
+    from conftest import SHARED
+
+    from esr_cli import default_registry
+
+    sources = SHARED / "zoo" / "SOURCES.json"
+    entries = json.loads(sources.read_text()) if sources.is_file() else []
+    files = {e["sha256"]: SHARED / "zoo" / e["file"] for e in entries}
+    return [pytest.param(w, files[w.sha256], dataset, id=f"{w.name}-{dataset}")
+            for w in default_registry().weights() if w.sha256 in files
+            for dataset in ("Set5", "Set14") if dataset in w.published or (dataset == "Set5" and w.reference_psnr)]
+
+
+NO_ZOO = pytest.param(None, None, None, marks=pytest.mark.skip(reason="needs ../shared (zoo weights, Set5, Set14)"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("weights", "path", "dataset"), zoo_rows() or [NO_ZOO])
+def test_published_rows_are_reproduced(weights, path, dataset):
+    from conftest import SHARED
+
+    (result,) = evaluate([str(path)], [SHARED / "datasets" / dataset], device="cpu", precision="fp32")
+    assert result.model == weights.name  # a zoo file given by path is recognised by its sha256
+    if dataset == "Set5" and weights.reference_psnr:
+        assert abs(result.psnr - weights.reference_psnr) <= 0.01, f"{result.psnr:.4f} vs authors' code"
+    if dataset in weights.published:
+        published = weights.published[dataset][0]
+        assert abs(result.psnr - published) <= 0.02, f"{result.psnr:.4f} vs published {published}"
+
+
+@pytest.mark.slow
+def test_self_ensemble_raises_rlfn_x4_on_set5():
+    from conftest import SHARED
+
+    path, set5 = SHARED / "zoo" / "weights" / "rlfn_paper_x4.pth", SHARED / "datasets" / "Set5"
+    if not path.is_file() or not set5.is_dir():
+        pytest.skip(f"needs {path} and {set5}")
+    plain, ensemble = (evaluate([str(path)], [set5], device="cpu", precision="fp32", self_ensemble=tta)[0]
+                       for tta in (False, True))
+    assert ensemble.psnr > plain.psnr + 0.02

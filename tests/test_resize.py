@@ -53,7 +53,8 @@ def _official_pairs(dataset: str, s: int):
 
     for hr_path in sorted((DATASETS / dataset / "HR").glob("*.png")):
         hr = np.atleast_3d(np.asarray(Image.open(hr_path)))
-        lr = np.atleast_3d(np.asarray(Image.open(DATASETS / dataset / "LR_bicubic" / f"X{s}" / f"{hr_path.stem}x{s}.png")))
+        lr_path = DATASETS / dataset / "LR_bicubic" / f"X{s}" / f"{hr_path.stem}x{s}.png"
+        lr = np.atleast_3d(np.asarray(Image.open(lr_path)))
         yield torch.from_numpy(hr.copy()).permute(2, 0, 1), torch.from_numpy(lr.copy()).permute(2, 0, 1)
 
 

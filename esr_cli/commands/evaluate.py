@@ -52,7 +52,8 @@ def format_table(results, per_image: bool = False) -> str:
     for key in dict.fromkeys((r.dataset, r.scale) for r in results):
         rows = [r for r in results if (r.dataset, r.scale) == key]
         width = max(len("model"), *(len(r.model) for r in rows))
-        lines += ["", f"{key[0]} x{key[1]}", f"{'model':<{width}}  {'PSNR':>8}  {'SSIM':>7}  {'published':>16}  {'diff':>7}"]
+        header = f"{'model':<{width}}  {'PSNR':>8}  {'SSIM':>7}  {'published':>16}  {'diff':>7}"
+        lines += ["", f"{key[0]} x{key[1]}", header]
         for r in rows:
             lines.append(f"{r.model:<{width}}  {r.psnr:8.4f}  {r.ssim:7.4f}  {_published(r):>16}  {_diff(r):>7}")
             lines += [f"  {i.name:<{width - 2}}  {i.psnr:8.4f}  {i.ssim:7.4f}" for i in r.images] if per_image else []
