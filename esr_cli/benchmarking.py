@@ -288,8 +288,9 @@ def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", prec
 
                 result = evaluate([upscaler], [dataset])[0]
                 row.psnr, row.dataset = result.psnr, result.dataset
-        except (EsrError, OSError) as e:
-            row = Row(str(ref), skipped=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except (EsrError, OSError, RuntimeError) as e:  # one failing model never ends a sweep
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            row = Row(str(ref), skipped=message if isinstance(e, EsrError) else f"{type(e).__name__}: {message}")
         rows.append(row)
         upscaler = None
         gc.collect()
@@ -343,9 +344,10 @@ def compare_ntire(rows: Sequence[Row]) -> str:
         p = NTIRE.get(r.model)
         if p is None or r.skipped:
             continue
+        flops, acts = r.macs / 1e9, r.activations / 1e6
         lines.append([r.model, f"{r.params / 1e6:.3f} / {p.params_m:.3f}",
-                      f"{r.macs / 1e9:.2f} / {p.flops_g:.2f} ({_pct(r.macs / 1e9, p.flops_g)})",
-                      f"{r.activations / 1e6:.2f} / {p.activations_m:.2f} ({_pct(r.activations / 1e6, p.activations_m)})",
+                      f"{flops:.2f} / {p.flops_g:.2f} ({_pct(flops, p.flops_g)})",
+                      f"{acts:.2f} / {p.activations_m:.2f} ({_pct(acts, p.activations_m)})",
                       f"{r.convs} / {p.convs if p.convs is not None else '-'}",
                       f"{_num(p.runtime_ms, 2)} / {_num(p.memory_mb, 2)}", p.source])
     if not lines:
