@@ -114,12 +114,12 @@ class Upscaler:
         return (y / r).clamp_(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad (N, 3, h, w) to the size multiple (replicate), run, crop."""
+        """Pad (N, 3, h, w) to the size multiple (reflect: closest to the authors' unpadded output), run, crop."""
         m = self.architecture.size_multiple
         h, w = x.shape[-2:]
         ph, pw = -h % m, -w % m
         if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
         y = self._run(x.to(self.device))
         return y[..., : h * self.scale, : w * self.scale]
 
