@@ -198,10 +198,11 @@ def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | P
     if metric_space not in ("y", "rgb"):
         raise EsrError(f"--metric-space {metric_space}: choose y or rgb")
     upscalers = [m if isinstance(m, Upscaler) else
-                 load_model(m, scale=scale, device=device, precision=precision, tile=tile, quiet=not progress)
+                 load_model(m, scale=scale or zoo_weights(m, "scale"), device=device, precision=precision, tile=tile,
+                            quiet=not progress)
                  for m in models]
     for upscaler in upscalers:
-        identify(upscaler)
+        upscaler.weights = upscaler.weights or zoo_weights(upscaler.source)
     protocol = Protocol(metric_space, border, self_ensemble)
     picker = ComparePicker(protocol) if compare else None
     results = []
@@ -249,13 +250,18 @@ def published(upscaler: Upscaler, dataset: str) -> tuple[float, float | None] | 
     return next((v for k, v in table.items() if canonical_name(k) == dataset), None)
 
 
-def identify(upscaler: Upscaler) -> None:
-    """A weights file given by path that is a known zoo file (same sha256) gets its Weights (name, figures)."""
-    path = Path(upscaler.source)
-    if upscaler.weights is not None or not upscaler.architecture.weights or not path.is_file():
-        return
+def zoo_weights(ref: str | Path, attribute: str | None = None):
+    """The installed Weights (or one attribute of it) of a file that is a zoo file (same sha256), else None.
+
+    So a zoo file given by path gets its name, scale (PAN x2 and x3 have the same shapes) and published figures."""
+    from .registry import default_registry
+
+    path = Path(ref)
+    if not path.is_file():
+        return None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    upscaler.weights = next((w for w in upscaler.architecture.weights if w.sha256.lower() == digest), None)
+    w = next((w for w in default_registry().weights() if w.sha256.lower() == digest), None)
+    return getattr(w, attribute) if w and attribute else w
 
 
 def slug(name: str) -> str:
