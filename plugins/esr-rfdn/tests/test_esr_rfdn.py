@@ -28,6 +28,7 @@ FILES = {  # file -> (architecture, config read from its shapes)
 }
 
 
+@pytest.mark.slow  # 5-8 s on 2 cores: three full-size builds per architecture
 @pytest.mark.parametrize("arch", [rfdn, rlfn], ids=lambda a: a.name)
 def test_contract(arch):
     check_architecture(arch, BOTH)
