@@ -1,0 +1,578 @@
+"""Training and fine-tuning: recipes (TOML), the loop, EMA, mixed precision, DDP, validation, checkpoints, resume.
+
+A run directory holds everything a run writes: `last.pt` (full state, atomic, every N iterations), `best.pth` and
+`model.pth` (plain state dicts that `esr upscale --model` detects), `log.csv`, `curves.png`, `recipe.toml.json`.
+A recipe with `[[stages]]` runs them in order, each in its own sub-directory and warm-started from the one before.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import registry as registries
+from .data import PatchDataset, PatchSpec, Sampler
+from .degradations import Degradations, describe
+from .engine import DTYPES, Upscaler, resolve_device
+from .errors import EsrError
+from .images import atomic_write
+from .losses import build_loss
+
+DEFAULTS: dict = {
+    "name": "run",
+    "seed": 0,
+    "model": {"arch": "", "scale": 4, "config": {}, "init": ""},
+    "data": {"train": [], "lr": [], "patch": 96, "batch": 16, "repeat": 0, "workers": 2, "cache": "auto",
+             "flip": True, "rot90": True},
+    "degrade": {},
+    "loss": {"L1": 1.0},
+    "optim": {"type": "Adam", "lr": 5e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 0.0},
+    "schedule": {"type": "constant", "milestones": [], "gamma": 0.5, "eta_min": 0.0, "warmup": 0},
+    "train": {"iters": 1000, "ema": 0.0, "precision": "fp32", "device": "auto", "checkpoint_every": 500,
+              "log_every": 10},
+    "val": {"folder": "", "every": 500, "degrade": False, "border": 0},
+    "stages": [],
+}
+REPLACED = {"loss", "degrade", "config"}
+"""Tables that a recipe or stage replaces as a whole instead of merging key by key."""
+FREE = {"model.config", "loss", "degrade"}
+"""Tables whose keys are not fixed by DEFAULTS (checked where they are used)."""
+WINDOW = 50
+"""Batches per epoch at least, when data.repeat = 0 (auto): small sets are repeated to fill an epoch."""
+
+
+# ---- recipes -------------------------------------------------------------------------------------
+
+def merge(base: Mapping, override: Mapping, replace: bool = True, where: str = "") -> dict:
+    """`override` over `base`, table by table; unknown keys of a table that has defaults are an error.
+    With `replace`, the tables in REPLACED are taken whole (a stage's [loss] is its loss, not added to L1)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        name = f"{where}.{key}".lstrip(".")
+        if base and key not in base and where not in FREE:
+            raise EsrError(f"recipe: unknown key {name}")
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not (replace and key in REPLACED):
+            out[key] = merge(out[key], value, replace, name)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_recipe(path: Path | None, overrides: list[str] = (), base: Mapping | None = None) -> dict:
+    """A TOML recipe over the defaults (or over `base`), then `--set a.b=value` (value parsed as TOML)."""
+    import tomllib
+
+    recipe = merge(DEFAULTS, base or {})
+    if path is not None:
+        try:
+            recipe = merge(recipe, tomllib.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise EsrError(f"{path}: no such recipe") from None
+        except tomllib.TOMLDecodeError as e:
+            raise EsrError(f"{path}: not valid TOML ({e})") from None
+    for item in overrides:
+        recipe = merge(recipe, _assignment(item), replace=False)
+    return recipe
+
+
+def _assignment(item: str) -> dict:
+    import tomllib
+
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise EsrError(f"--set {item}: expected key.sub=value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def stages_of(recipe: Mapping) -> list[tuple[str, dict]]:
+    """(name, recipe) of each stage: the base with the stage's tables over it; one unnamed stage if none."""
+    base = {**recipe, "stages": []}
+    if not recipe.get("stages"):
+        return [("", copy.deepcopy(base))]
+    out = []
+    for i, stage in enumerate(recipe["stages"], 1):
+        stage = dict(stage)
+        name = str(stage.pop("name", f"stage{i}"))
+        out.append((name, merge(base, stage)))
+    return out
+
+
+FINETUNE = {
+    "data": {"patch": 96, "batch": 16},
+    "optim": {"lr": 3e-4},
+    "schedule": {"type": "cosine", "eta_min": 1e-6},
+    "train": {"iters": 2000, "checkpoint_every": 250, "log_every": 10},
+    "val": {"every": 250},
+}
+"""`esr finetune` without --config: the seed deck's denoise/deblur fine-tune (Adam 3e-4 -> 1e-6 cosine), CPU-sized."""
+
+
+def finetune_recipe(model: str, data: list[str], degrade: list[str], val: str | None = None,
+                    config: Path | None = None, overrides: list[str] = ()) -> dict:
+    """A recipe that starts from pretrained weights (a zoo name or a file): its architecture, config and scale."""
+    from .degradations import parse_degrade
+    from .models import load_model
+
+    upscaler = load_model(model, device="cpu", precision="fp32", registry=registries.default_registry(), quiet=True)
+    config_table = {k: v for k, v in dataclasses.asdict(upscaler.config).items() if k != "scale"}
+    base = merge(merge(DEFAULTS, FINETUNE), {"name": f"finetune-{Path(model).stem}",
+                            "model": {"arch": upscaler.architecture.name, "scale": upscaler.scale,
+                                      "config": config_table, "init": model},
+                            "data": {"train": data}})
+    recipe = load_recipe(config, base=base)
+    recipe = merge(recipe, {"model": base["model"], "data": {"train": data}})
+    if degrade:
+        recipe["degrade"] = parse_degrade(degrade)
+    if val:
+        recipe["val"].update(folder=val, degrade=True)
+    for item in overrides:
+        recipe = merge(recipe, _assignment(item), replace=False)
+    return recipe
+
+
+# ---- distributed ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        """torchrun's RANK / WORLD_SIZE / LOCAL_RANK; joins the process group (NCCL on CUDA, else gloo)."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, d: Dist) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", d.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+# ---- the trainer ---------------------------------------------------------------------------------
+
+def lr_factor(schedule: Mapping, iters: int, base_lr: float):
+    """Multiplier of the base LR at iteration i: linear warm-up, then constant, multistep or cosine to eta_min."""
+    kind, warmup = schedule["type"], int(schedule["warmup"])
+    if kind not in ("constant", "multistep", "cosine"):
+        raise EsrError(f"schedule.type {kind!r}: choose constant, multistep or cosine")
+    floor = schedule["eta_min"] / base_lr if base_lr else 0.0
+
+    def factor(i: int) -> float:
+        if i < warmup:
+            return (i + 1) / warmup
+        if kind == "multistep":
+            return schedule["gamma"] ** sum(i >= m for m in schedule["milestones"])
+        if kind == "cosine":
+            t = min(1.0, (i - warmup) / max(1, iters - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        return 1.0
+
+    return factor
+
+
+def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if optim["type"].lower() not in kinds:
+        raise EsrError(f"optim.type {optim['type']!r}: choose Adam or AdamW")
+    return kinds[optim["type"].lower()](params, lr=optim["lr"], betas=tuple(optim["betas"]),
+                                        weight_decay=optim["weight_decay"])
+
+
+def load_init(net: nn.Module, ref: str, arch, registry) -> None:
+    """Warm start: weights of a previous stage, a file or a zoo name, loaded strictly into `net`."""
+    from .models import load_model
+
+    upscaler = load_model(ref, device="cpu", precision="fp32", registry=registry, quiet=True)
+    if upscaler.architecture.name != arch.name:
+        raise EsrError(f"model.init {ref} is a {upscaler.architecture.name} model, the recipe trains {arch.name}")
+    try:
+        net.load_state_dict(upscaler.module.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise EsrError(f"model.init {ref} does not fit the recipe's {arch.name} config: "
+                       f"{str(e).splitlines()[0]}") from None
+
+
+class Trainer:
+    """The network, its EMA, loss, optimizer, schedule and counters; `backward` + `step` make one iteration."""
+
+    def __init__(self, recipe: Mapping, registry=None, d: Dist = Dist()) -> None:
+        self.recipe, self.dist = recipe, d
+        registry = registry or registries.default_registry()
+        model, train = recipe["model"], recipe["train"]
+        torch.manual_seed(recipe["seed"])
+        self.arch = registry.get(model["arch"])
+        self.config = self.arch.config(**{**model["config"], "scale": model["scale"]})
+        self.device = pick_device(train["device"], d)
+        self.net = self.arch.build(self.config)
+        if model["init"]:
+            load_init(self.net, model["init"], self.arch, registry)
+        self.net.to(self.device).train()
+        self.ema = copy.deepcopy(self.net).requires_grad_(False) if train["ema"] else None
+        self.model = self._wrap(self.net)
+        self.loss = build_loss(recipe["loss"]).to(self.device)
+        self.optimizer = make_optimizer(self.net.parameters(), recipe["optim"])
+        factor = lr_factor(recipe["schedule"], train["iters"], recipe["optim"]["lr"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.precision = train["precision"]
+        if self.precision not in DTYPES:
+            raise EsrError(f"train.precision {self.precision!r}: choose fp32, bf16 or fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.iteration = self.epoch = self.step_in_epoch = 0
+        self.best = -math.inf
+
+    def _wrap(self, net: nn.Module) -> nn.Module:
+        if self.dist.world == 1:
+            return net
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+    def backward(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        """Forward (autocast as the recipe says), weighted loss, backward; returns each term and the total."""
+        lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
+        r = self.arch.input_range
+        amp = self.precision != "fp32"
+        with torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=amp):
+            sr = self.model(lr * r)
+        terms = self.loss.terms(sr.float() / r, hr, lr)
+        total = sum(terms.values())
+        if not torch.isfinite(total):
+            raise EsrError(f"iteration {self.iteration + 1}: the loss is {float(total)} (lower optim.lr?)")
+        self.scaler.scale(total).backward()
+        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def step(self) -> None:
+        """Clip, optimizer and schedule step, EMA update; one iteration done."""
+        clip = self.recipe["optim"]["grad_clip"]
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.net.parameters(), clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            decay = self.recipe["train"]["ema"]
+            with torch.no_grad():
+                for e, p in zip(self.ema.state_dict().values(), self.net.state_dict().values()):
+                    if e.is_floating_point():
+                        e.lerp_(p, 1 - decay)
+                    else:
+                        e.copy_(p)
+        self.iteration += 1
+
+    @property
+    def final(self) -> nn.Module:
+        """What is validated and exported: the EMA weights when there are some."""
+        return self.ema if self.ema is not None else self.net
+
+    def state(self) -> dict:
+        return {"iteration": self.iteration, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "best": self.best, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(), "rng": rng_state(),
+                "recipe": json.loads(json.dumps(self.recipe))}
+
+    def load_state(self, state: Mapping) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.iteration, self.epoch, self.step_in_epoch = state["iteration"], state["epoch"], state["step_in_epoch"]
+        self.best = state["best"]
+        set_rng_state(state["rng"])
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- data ----------------------------------------------------------------------------------------
+
+def make_dataset(recipe: Mapping, d: Dist) -> PatchDataset:
+    data, scale = recipe["data"], recipe["model"]["scale"]
+    if not data["train"]:
+        raise EsrError("the recipe names no training data (data.train = [folders])")
+    spec = PatchSpec(scale, data["patch"], data["flip"], data["rot90"], recipe["seed"])
+    degrade = Degradations.from_table(recipe["degrade"])
+    dataset = PatchDataset(data["train"], spec, data["lr"], degrade, data["cache"])
+    per_epoch = d.world * data["batch"]
+    dataset.repeat = data["repeat"] or max(1, math.ceil(WINDOW * per_epoch / dataset.images))
+    if len(dataset) < per_epoch:
+        raise EsrError(f"{dataset.images} images x repeat {dataset.repeat} cannot fill one batch of {per_epoch}")
+    return dataset
+
+
+def batches(trainer: Trainer, dataset: PatchDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches, resuming at (epoch, step_in_epoch) and counting them on the trainer."""
+    from torch.utils.data import DataLoader
+
+    data = trainer.recipe["data"]
+    sampler = Sampler(dataset, trainer.dist.rank, trainer.dist.world, trainer.recipe["seed"])
+    loader = DataLoader(dataset, batch_size=data["batch"], sampler=sampler, num_workers=data["workers"],
+                        drop_last=True, collate_fn=dataset.collate, pin_memory=trainer.device.type == "cuda",
+                        persistent_workers=data["workers"] > 0)
+    while True:
+        sampler.set_epoch(trainer.epoch)
+        sampler.start = trainer.step_in_epoch * data["batch"]
+        for batch in loader:
+            trainer.step_in_epoch += 1
+            yield batch
+        trainer.epoch, trainer.step_in_epoch = trainer.epoch + 1, 0
+
+
+# ---- validation ----------------------------------------------------------------------------------
+
+def validate(module: nn.Module, arch, config, folder: str | Path, degrade: Degradations | None = None,
+             seed: int = 0, border: int = 0, device: str | torch.device = "cpu") -> tuple[float, float]:
+    """Mean Y-PSNR / SSIM on a folder (evaluate's layouts), LR degraded per image with a fixed seed if asked."""
+    from .evaluation import load_dataset, load_pair, to_tensor, to_uint8
+    from .metrics import psnr, ssim
+
+    scale = config.scale
+    upscaler = Upscaler(copy.deepcopy(module), arch, config, device=torch.device(device), precision="fp32")
+    scores = []
+    for i, pair in enumerate(load_dataset(folder, scale).pairs):
+        hr, lr = load_pair(pair, scale)
+        x = to_tensor(lr)
+        if degrade is not None and degrade.active:
+            x = degrade(x[0], torch.Generator().manual_seed(seed * 1000 + i))[None]
+        sr = to_uint8(upscaler.upscale(x))
+        scores.append((psnr(sr, hr, border or scale), ssim(sr, hr, border or scale)))
+    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+def save_torch(obj, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then an atomic rename."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def export(module: nn.Module, path: Path) -> None:
+    save_torch({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, path)
+
+
+class Log:
+    """log.csv (one row per log interval and per validation) and curves.png; TensorBoard too when installed."""
+
+    FIELDS = ["iter", "epoch", "lr", "loss", "terms", "val_psnr", "val_ssim", "elapsed_s"]
+
+    def __init__(self, run_dir: Path, resume_at: int) -> None:
+        self.path, self.run_dir = run_dir / "log.csv", run_dir
+        rows = self.rows() if resume_at else []
+        self._write([r for r in rows if int(r["iter"]) <= resume_at])  # drop what the interrupted run logged later
+        self.tb = _tensorboard(run_dir)
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, self.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.path, buf.getvalue().encode())
+
+    def add(self, **row) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.FIELDS).writerow(row)
+        if self.tb is not None:
+            for key in ("loss", "lr", "val_psnr", "val_ssim"):
+                if row.get(key) not in (None, ""):
+                    self.tb.add_scalar(key, float(row[key]), int(row["iter"]))
+
+    def plot(self) -> str | None:
+        """curves.png from log.csv; a note instead when matplotlib is missing."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from matplotlib import pyplot as plt
+        except ImportError:
+            return "matplotlib is not installed: no curves.png"
+        rows = self.rows()
+        losses = [(int(r["iter"]), float(r["loss"])) for r in rows if r["loss"]]
+        vals = [(int(r["iter"]), float(r["val_psnr"])) for r in rows if r["val_psnr"]]
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        if losses:
+            a.plot(*zip(*losses))
+        a.set(xlabel="iteration", ylabel="training loss", yscale="log" if losses else "linear")
+        if vals:
+            b.plot(*zip(*vals), marker="o")
+        b.set(xlabel="iteration", ylabel="validation Y-PSNR (dB)")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write(self.run_dir / "curves.png", buf.getvalue())
+        return None
+
+
+def _tensorboard(run_dir: Path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+# ---- running -------------------------------------------------------------------------------------
+
+def say(d: Dist, message: str) -> None:
+    if d.main:
+        print(message, file=sys.stderr, flush=True)
+
+
+def default_output(name: str, d: Dist) -> Path:
+    """runs/<name>-<time>, the same on every rank."""
+    stamp = [time.strftime("%Y%m%d-%H%M%S")]
+    if d.world > 1:
+        dist.broadcast_object_list(stamp, src=0)
+    return Path("runs") / f"{name}-{stamp[0]}"
+
+
+def run(recipe: Mapping, output: Path | None = None, resume: bool = False, registry=None) -> Path:
+    """Run every stage of a recipe; returns the last stage's exported weights (run_dir/model.pth)."""
+    d = Dist.from_env()
+    output = Path(output) if output else default_output(recipe["name"], d)
+    previous = None
+    for name, stage in stages_of(recipe):
+        run_dir = output / name if name else output
+        if previous is not None and not stage["model"]["init"]:
+            stage["model"]["init"] = str(previous)  # warm start from the stage before
+        previous = train_stage(stage, run_dir, resume, registry, d)
+    return previous
+
+
+def train_stage(recipe: Mapping, run_dir: Path, resume: bool, registry, d: Dist) -> Path:
+    """One stage: skipped when already finished (resume), else trained to `train.iters` and exported."""
+    final = run_dir / "model.pth"
+    if resume and final.exists():
+        say(d, f"esr train: {run_dir} is finished; skipping")
+        return final
+    trainer = Trainer(recipe, registry, d)
+    checkpoint = run_dir / "last.pt"
+    if resume and checkpoint.exists():
+        # our own file (it holds numpy's RNG state, which weights_only refuses)
+        trainer.load_state(torch.load(checkpoint, map_location="cpu", weights_only=False))
+        say(d, f"esr train: resuming {run_dir} at iteration {trainer.iteration}")
+    elif checkpoint.exists():
+        raise EsrError(f"{run_dir} holds a run already: pass --resume, or another -o")
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "recipe.json", json.dumps(recipe, indent=1).encode())
+    loop(trainer, make_dataset(recipe, d), run_dir)
+    if d.main:
+        export(trainer.final, final)
+        say(d, f"esr train: weights written to {final}")
+    if d.world > 1:
+        dist.barrier()
+    return final
+
+
+def loop(trainer: Trainer, dataset: PatchDataset, run_dir: Path) -> None:
+    """Iterate to train.iters: log every N, validate every N, checkpoint every N (rank 0 writes)."""
+    recipe, d = trainer.recipe, trainer.dist
+    train = recipe["train"]
+    log = Log(run_dir, trainer.iteration) if d.main else None
+    say(d, f"esr train: {trainer.arch.name} {trainer.config} on {dataset.images} images, "
+           f"degradations: {describe(Degradations.from_table(recipe['degrade']))}, device {trainer.device}")
+    start, window = time.monotonic(), []
+    data = batches(trainer, dataset)
+    while trainer.iteration < train["iters"]:
+        lr, hr = next(data)
+        window.append(trainer.backward(lr, hr))
+        trainer.step()
+        it = trainer.iteration
+        if d.main and (it % train["log_every"] == 0 or it == train["iters"]):
+            log_losses(trainer, log, window, time.monotonic() - start)
+            window = []
+        if recipe["val"]["folder"] and (it % recipe["val"]["every"] == 0 or it == train["iters"]):
+            run_validation(trainer, log, run_dir, time.monotonic() - start)
+        if d.main and (it % train["checkpoint_every"] == 0 or it == train["iters"]):
+            save_torch(trainer.state(), run_dir / "last.pt")
+    if d.main and (note := log.plot()):
+        say(d, f"esr train: {note}")
+
+
+def log_losses(trainer: Trainer, log: Log, window: list[dict], elapsed: float) -> None:
+    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+    terms = ";".join(f"{k}={v:.6g}" for k, v in mean.items() if k != "loss")
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    log.add(iter=trainer.iteration, epoch=trainer.epoch, lr=f"{lr:.6g}", loss=f"{mean['loss']:.6g}", terms=terms,
+            elapsed_s=f"{elapsed:.1f}")
+    say(trainer.dist, f"iter {trainer.iteration:>7}  loss {mean['loss']:.5f}  lr {lr:.3g}  {elapsed:.0f}s")
+
+
+def run_validation(trainer: Trainer, log: Log | None, run_dir: Path, elapsed: float) -> None:
+    """Rank 0 validates the exported weights; a better PSNR writes best.pth."""
+    if trainer.dist.main:
+        val = trainer.recipe["val"]
+        degrade = Degradations.from_table(trainer.recipe["degrade"]) if val["degrade"] else None
+        value, s = validate(trainer.final, trainer.arch, trainer.config, val["folder"], degrade,
+                            trainer.recipe["seed"], val["border"], trainer.device)
+        if value > trainer.best:
+            trainer.best = value
+            export(trainer.final, run_dir / "best.pth")
+        log.add(iter=trainer.iteration, epoch=trainer.epoch, val_psnr=f"{value:.4f}", val_ssim=f"{s:.4f}",
+                elapsed_s=f"{elapsed:.1f}")
+        say(trainer.dist, f"iter {trainer.iteration:>7}  val Y-PSNR {value:.4f} dB  SSIM {s:.4f}")
+    if trainer.dist.world > 1:
+        dist.barrier()
