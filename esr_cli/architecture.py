@@ -66,6 +66,8 @@ class Architecture:
     """Low precisions whose Set5 PSNR cost is at most 0.05 dB (measured), of `fp16`, `bf16`."""
     size_multiple: int = 1
     """Input height and width must be multiples of this; the engine pads."""
+    min_size: int = 1
+    """Smallest input height and width the network runs on (strided pooling); the engine pads up to it."""
     weights: tuple[Weights, ...] = ()
     convert: Callable[[StateDict], StateDict] | None = None
     """Maps another published key layout of the same tensors onto this one (or returns it unchanged)."""
@@ -75,10 +77,10 @@ class Architecture:
 
 
 def count_blocks(state_dict: StateDict, prefix: str) -> int:
-    """Number of numbered children under `prefix`: keys `prefix.0.*` .. `prefix.{n-1}.*` give n."""
+    """Number of distinct numbered children under `prefix`: `body.0.*` .. `body.7.*`, `B1.*` .. `B4.*` or
+    `block_1.*` .. `block_6.*` (prefix `body`, `B`, `block_`) give 8, 4 and 6."""
     pattern = re.compile(re.escape(prefix) + r"\.?(\d+)\.")
-    indices = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
-    return max(indices) + 1 if indices else 0
+    return len({m.group(1) for key in state_dict if (m := pattern.match(key))})
 
 
 def shuffle_scale(out_channels: int, channels: int = 3) -> int:

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from . import __version__
-from .commands import models, plugins, upscale
+from .commands import benchmark, evaluate, models, plugins, upscale, video
 
 app = typer.Typer(
     help="Image and video super-resolution with the NTIRE efficient-SR networks (RLFN, IMDN, RFDN, MDRN, SAFMN, ...).",
@@ -30,8 +30,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 app.command("upscale")(upscale.upscale)
-app.command("plugins")(plugins.plugins)
+app.command("video")(video.video)
+app.command("evaluate")(evaluate.evaluate)
+app.command("benchmark")(benchmark.benchmark)
 app.add_typer(models.app, name="models")
+app.command("plugins")(plugins.plugins)
 
 
 def main() -> None:

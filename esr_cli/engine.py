@@ -114,10 +114,11 @@ class Upscaler:
         return (y / r).clamp_(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad (N, 3, h, w) to the size multiple (reflect: closest to the authors' unpadded output), run, crop."""
-        m = self.architecture.size_multiple
+        """Pad (N, 3, h, w) to the minimum size and the size multiple (reflect: closest to the authors' unpadded
+        output), run, crop."""
+        m, least = self.architecture.size_multiple, self.architecture.min_size
         h, w = x.shape[-2:]
-        ph, pw = -h % m, -w % m
+        ph, pw = (-max(h, least) // m * -m - h), (-max(w, least) // m * -m - w)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
         y = self._run(x.to(self.device))

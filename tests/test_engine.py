@@ -102,3 +102,12 @@ def test_auto_tile_is_bounded():
     up = make(tile="auto")
     t = up.auto_tile(torch.rand(1, 3, 8, 8))
     assert 64 <= t <= 256 and t % 32 == 0
+
+
+def test_pads_up_to_the_minimum_size():
+    arch = dataclasses.replace(tiny, min_size=15, size_multiple=4)
+    seen = []
+    net = TinyNet(scale=2)
+    net.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
+    assert Upscaler(net, arch, TinyConfig()).upscale(torch.rand(1, 3, 5, 30)).shape == (1, 3, 10, 60)
+    assert seen == [(16, 32)]

@@ -23,7 +23,7 @@ NTIRE22_FILES = ("https://raw.githubusercontent.com/ofsoundof/NTIRE2022_ESR/"
 
 def _imdn_config(sd: StateDict, scale: int | None) -> IMDNConfig:
     return IMDNConfig(channels=sd["fea_conv.weight"].shape[0],
-                      blocks=count_blocks(sd, "IMDB") - 1,  # numbered from 1: IMDB1 .. IMDBn
+                      blocks=count_blocks(sd, "IMDB"),
                       scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]))
 
 
@@ -45,7 +45,7 @@ def _rte_config(sd: StateDict, scale: int | None) -> IMDNRTEConfig:
     if shuffle % 2:
         raise ValueError(f"pixel shuffle by {shuffle} after a stride-2 head is not an integer scale")
     return IMDNRTEConfig(channels=sd["fea_conv.0.weight"].shape[0],
-                         blocks=count_blocks(sd, "block") - 1,  # numbered from 1: block1 .. blockn
+                         blocks=count_blocks(sd, "block"),
                          scale=shuffle // 2)
 
 

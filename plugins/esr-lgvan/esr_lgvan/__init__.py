@@ -27,6 +27,7 @@ def read_config(sd: StateDict, scale: int | None = None) -> LGVANConfig:
 
 lgvan = Architecture(
     name="lgvan",
+    min_size=5,  # the 1x5 / 5x1 depth-wise pairs pad on the other axis (as the authors trained it)
     model=LGVAN,
     config=LGVANConfig,
     detect=("conv_first.weight", "layers.0.atten.spatial_gating_unit.conv_v_2.weight", "layers.0.MLP.dwconv.weight",

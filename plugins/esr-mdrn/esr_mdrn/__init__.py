@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from esr_cli import Architecture, StateDict, Weights, shuffle_scale
 
-from .mdrn import MDRN, MDRNConfig
+from .mdrn import MIN_SIZE, MDRN, MDRNConfig
 
 __all__ = ["MDRN", "MDRNConfig", "mdrn"]
 
@@ -62,6 +62,7 @@ WEIGHTS = (
 
 mdrn = Architecture(
     name="mdrn",
+    min_size=MIN_SIZE,
     model=MDRN,
     config=MDRNConfig,
     detect=(

@@ -15,15 +15,10 @@ RLFN_REPO = "bytedance/RLFN"
 RLFN_RAW = f"https://raw.githubusercontent.com/{RLFN_REPO}/bccfde91bf8b2de80789ec033a029e6f2a932330/model_zoo"
 
 
-def _blocks_from_one(state_dict: StateDict, prefix: str) -> int:
-    """Blocks numbered `prefix1` .. `prefixN` (count_blocks expects numbering from 0)."""
-    return count_blocks(state_dict, prefix) - 1
-
-
 def read_rfdn_config(sd: StateDict, scale: int | None = None) -> RFDNConfig:
     return RFDNConfig(
         channels=sd["fea_conv.weight"].shape[0],
-        blocks=_blocks_from_one(sd, "B"),
+        blocks=count_blocks(sd, "B"),
         esa_channels=sd["B1.esa.conv1.weight"].shape[0],
         scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),  # 3 * scale**2
     )
@@ -33,7 +28,7 @@ def read_rlfn_config(sd: StateDict, scale: int | None = None) -> RLFNConfig:
     return RLFNConfig(
         channels=sd["conv_1.weight"].shape[0],
         mid_channels=sd["block_1.c1_r.weight"].shape[0],
-        blocks=_blocks_from_one(sd, "block_"),
+        blocks=count_blocks(sd, "block_"),
         esa_channels=sd["block_1.esa.conv1.weight"].shape[0],
         scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),
     )
@@ -71,6 +66,7 @@ RLFN_X4_TABLE = {"Set5": (32.24, 0.8952), "Set14": (28.62, 0.7813), "B100": (27.
 
 rlfn = Architecture(
     name="rlfn",
+    min_size=15,  # ESA: stride-2 conv then a 7x7 max-pool with stride 3
     model=RLFN,
     config=RLFNConfig,
     detect=("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv3.weight", "conv_2.weight",
@@ -102,6 +98,7 @@ rlfn = Architecture(
 
 rfdn = Architecture(
     name="rfdn",
+    min_size=15,  # ESA: stride-2 conv then a 7x7 max-pool with stride 3
     model=RFDN,
     config=RFDNConfig,
     detect=("fea_conv.weight", "B1.c1_d.weight", "B1.esa.conv_max.weight", "c.0.weight", "LR_conv.weight",
