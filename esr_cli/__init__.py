@@ -21,6 +21,13 @@ _EXPORTS = {
     "Registry": "registry",
     "default_registry": "registry",
     "check_architecture": "testing",
+    "load_model": "models",
+    "Upscaler": "engine",
+    "upscale_image": "upscaling",
+    "upscale_files": "upscaling",
+    "imresize": "resize",
+    "psnr": "metrics",
+    "ssim": "metrics",
 }
 
 __all__ = ["__version__", *_EXPORTS]
