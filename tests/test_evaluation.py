@@ -149,6 +149,12 @@ def test_cli_outputs(tmp_path, edsr_set, monkeypatch):
 
 # ---- the published tables, reproduced (real weights; slow) -----------------------------------------
 
+AUTHORS_PROTOCOL = {  # rows whose published figure was computed differently; ours equals the authors' code (our_check)
+    ("imdn-plus-x4", "Set5"): "IMDN's MATLAB script rounds Y to 8 bits: 32.1100 with rounded Y, 32.1326 with float Y",
+    ("mdrn-x2", "Set14"): "MDRN's logs use the authors' own python-made LR, not the official MATLAB LR (-0.021 dB)",
+}
+
+
 def zoo_rows():
     """(weights, file, dataset) for each installed zoo weight whose file is in ../shared, on Set5 and Set14."""
     from conftest import SHARED
@@ -158,9 +164,14 @@ def zoo_rows():
     sources = SHARED / "zoo" / "SOURCES.json"
     entries = json.loads(sources.read_text()) if sources.is_file() else []
     files = {e["sha256"]: SHARED / "zoo" / e["file"] for e in entries}
-    return [pytest.param(w, files[w.sha256], dataset, id=f"{w.name}-{dataset}")
+    return [pytest.param(w, files[w.sha256], dataset, id=f"{w.name}-{dataset}", marks=_known(w.name, dataset))
             for w in default_registry().weights() if w.sha256 in files
             for dataset in ("Set5", "Set14") if dataset in w.published or (dataset == "Set5" and w.reference_psnr)]
+
+
+def _known(name: str, dataset: str) -> list:
+    reason = AUTHORS_PROTOCOL.get((name, dataset))
+    return [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
 
 
 NO_ZOO = pytest.param(None, None, None, marks=pytest.mark.skip(reason="needs ../shared (zoo weights, Set5, Set14)"))
