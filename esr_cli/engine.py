@@ -21,6 +21,9 @@ from .errors import EsrError
 Sink = Callable[[int, int, torch.Tensor], None]
 """Receives finished output rows: sink(y0, y1, rows) with rows (N, 3, y1 - y0, W * scale) float in [0, 1]."""
 
+WHOLE_IMAGE_BYTES = 1 << 30
+"""On a CPU, `tile="auto"` runs images whose activations fit in this many bytes whole (no tiles at all)."""
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -146,13 +149,25 @@ class Upscaler:
         if tta:
             sink(0, x.shape[-2] * self.scale, self_ensemble(lambda t: self.upscale(t), x))
             return
-        tile = self.auto_tile(x) if self.tile == "auto" else int(self.tile)
+        if self.tile == "auto":
+            tile = 0 if self.fits_whole(x) else self.auto_tile(x)
+        else:
+            tile = int(self.tile)
         if tile <= 0 or (x.shape[-2] <= tile and x.shape[-1] <= tile):
             sink(0, x.shape[-2] * self.scale, self._forward(x).cpu())
             if progress:
                 progress(1)
             return
-        self._tiled(x, tile, sink, progress)
+        h, w = x.shape[-2:]
+        m = self.architecture.size_multiple  # pad once, so that every window sits on the network's grid
+        x = F.pad(x, (0, -w % m, 0, -h % m), mode="reflect") if (h % m or w % m) else x
+        hs, ws = h * self.scale, w * self.scale
+
+        def cropped(y0: int, y1: int, rows: torch.Tensor) -> None:
+            if y0 < hs:
+                sink(y0, min(y1, hs), rows[:, :, : hs - y0, :ws])
+
+        self._tiled(x, tile, cropped, progress)
 
     def compile(self) -> None:
         """torch.compile the network (static shapes: tiles are all the same size)."""
@@ -168,13 +183,13 @@ class Upscaler:
 
     def _tiled(self, x: torch.Tensor, tile: int, sink: Sink, progress) -> None:
         """Windows row by row; finished rows go to the sink, so only one strip of output is held."""
-        s, m = self.scale, self.tile_overlap
+        s, m, grid = self.scale, self.tile_overlap, self.architecture.size_multiple
         n, c, h, w = x.shape
-        cols = list(_spans(w, tile, m))
+        cols = list(_spans(w, tile, m, grid))
         wx = [_ramp(d0, d1, f0, f1, w, m, s) for d0, d1, f0, f1 in cols]
         top = 0  # first output row not yet handed to the sink; acc holds rows [top, ...)
         acc, weight = torch.zeros(n, c, 0, w * s), torch.zeros(1, 1, 0, w * s)
-        for c0, c1, e0, e1 in _spans(h, tile, m):
+        for c0, c1, e0, e1 in _spans(h, tile, m, grid):
             grow = e1 * s - top - acc.shape[2]
             acc = torch.cat([acc, acc.new_zeros(n, c, grow, w * s)], 2)
             weight = torch.cat([weight, weight.new_zeros(1, 1, grow, w * s)], 2)
@@ -208,23 +223,39 @@ class Upscaler:
 
     def auto_tile(self, x: torch.Tensor) -> int:
         """The largest tile (multiple of 32) whose forward fits in about half of the free memory."""
-        free = free_memory(self.device)
-        channels = max((mod.out_channels for mod in self.module.modules() if isinstance(mod, nn.Conv2d)),
-                       default=64)
-        bytes_per_px = 4 * (12 * channels + 6 * self.scale ** 2) * self.batch_size
-        side = int(math.sqrt(free / 2 / bytes_per_px)) - 2 * self.tile_overlap
+        side = int(math.sqrt(free_memory(self.device) / 2 / self._bytes_per_pixel() / self.batch_size))
+        side -= 2 * self.tile_overlap
         cap = 2048 if self.device.type == "cuda" else 256  # on CPU bigger tiles gain nothing and cost memory
         return max(64, min(cap, side // 32 * 32))
 
+    def fits_whole(self, x: torch.Tensor) -> bool:
+        """Whether `tile="auto"` runs x whole (the exact output): its forward fits in half the free memory,
+        and on a CPU in at most WHOLE_IMAGE_BYTES."""
+        budget = free_memory(self.device) / 2
+        if self.device.type == "cpu":
+            budget = min(budget, WHOLE_IMAGE_BYTES)
+        return x.shape[0] * x.shape[-2] * x.shape[-1] * self._bytes_per_pixel() <= budget
 
-def _spans(length: int, tile: int, margin: int) -> Iterator[tuple[int, int, int, int]]:
-    """Cores [c0, c1) partitioning [0, length) into pieces of at most `tile`, each with an equal-size
-    window [e0, e1) around it (the core plus `margin` context, shifted to stay inside the image)."""
+    def _bytes_per_pixel(self) -> int:
+        """A rough forward footprint per input pixel: a dozen feature maps of the widest conv and the output."""
+        channels = max((mod.out_channels for mod in self.module.modules() if isinstance(mod, nn.Conv2d)),
+                       default=64)
+        return 4 * (12 * channels + 6 * self.scale ** 2)
+
+
+def _spans(length: int, tile: int, margin: int, grid: int = 1) -> Iterator[tuple[int, int, int, int]]:
+    """Cores [c0, c1) partitioning [0, length) into pieces of about `tile`, each with an equal-size window
+    [e0, e1) around it (the core plus at least `margin` context, shifted to stay inside the image). With
+    `grid` > 1 (length a multiple of it) cores, windows and their size are multiples of `grid`, so that
+    strided or pooled layers see the same pixel grid in every window as in the whole image."""
     n = math.ceil(length / tile)
-    bounds = [round(i * length / n) for i in range(n + 1)]
-    size = min(length, max(b - a for a, b in zip(bounds, bounds[1:])) + 2 * margin)
+    bounds = [round(i * length / n / grid) * grid for i in range(n + 1)]
+    core = max(b - a for a, b in zip(bounds, bounds[1:]))
+    size = min(length, -(-(core + 2 * margin + grid - 1) // grid) * grid)
     for c0, c1 in zip(bounds, bounds[1:]):
-        e0 = min(max(c0 - margin, 0), length - size)
+        if c0 == c1:
+            continue
+        e0 = min(max(c0 - margin, 0) // grid * grid, length - size)
         yield c0, c1, e0, e0 + size
 
 
