@@ -138,26 +138,38 @@ def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outsca
     bar = tqdm(total=len(todo), unit="img", disable=quiet or not sys.stderr.isatty() or not todo)
     with ThreadPoolExecutor(2, thread_name_prefix="esr-read") as readers, \
             ThreadPoolExecutor(1, thread_name_prefix="esr-write") as writers:
-        reads = [readers.submit(read_image, j.source, max_pixels) for j in todo[:2]]
-        writes: list[tuple[Job, Future, int]] = []
-        for i, job in enumerate(todo):
-            if i + 2 < len(todo):
-                reads.append(readers.submit(read_image, todo[i + 2].source, max_pixels))
-            try:
-                picture = reads[i].result()
-                reads[i] = None  # free the decoded input as soon as it is used
-                result = upscale_picture(upscaler, picture, tta=tta, outscale=outscale)
-                writes.append((job, writers.submit(write_image, job.target, result, quality), result.pixels.size // 3))
-            except EsrError as e:
-                summary.failed.append((job.source, str(e)))
-                report(f"esr: error: {e}")
-            _collect(writes, summary, report, wait=len(writes) > 1)
-            bar.update(1)
-            bar.set_postfix_str(f"{summary.megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
-        _collect(writes, summary, report, wait=True, drain=True)
+        try:
+            _run_jobs(todo, upscaler, readers, writers, summary, report, bar, start,
+                      dict(tta=tta, outscale=outscale), quality, max_pixels)
+        except BaseException:  # Ctrl-C: queued reads and writes are dropped; a write under way stays atomic
+            readers.shutdown(cancel_futures=True)
+            writers.shutdown(cancel_futures=True)
+            raise
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _run_jobs(todo: list[Job], upscaler: Upscaler, readers, writers, summary: Summary, report, bar, start: float,
+              options: dict, quality: int, max_pixels: int | None) -> None:
+    """Read two images ahead, upscale, and hand each result to the writer; at most one write waits."""
+    reads = [readers.submit(read_image, j.source, max_pixels) for j in todo[:2]]
+    writes: list[tuple[Job, Future, int]] = []
+    for i, job in enumerate(todo):
+        if i + 2 < len(todo):
+            reads.append(readers.submit(read_image, todo[i + 2].source, max_pixels))
+        try:
+            picture = reads[i].result()
+            reads[i] = None  # free the decoded input as soon as it is used
+            result = upscale_picture(upscaler, picture, **options)
+            writes.append((job, writers.submit(write_image, job.target, result, quality), result.size[0] * result.size[1]))
+        except EsrError as e:
+            summary.failed.append((job.source, str(e)))
+            report(f"esr: error: {e}")
+        _collect(writes, summary, report, wait=len(writes) > 1)
+        bar.update(1)
+        bar.set_postfix_str(f"{summary.megapixels / max(time.perf_counter() - start, 1e-9):.2f} Mpx/s")
+    _collect(writes, summary, report, wait=True, drain=True)
 
 
 def _collect(writes, summary: Summary, report, wait: bool, drain: bool = False) -> None:
