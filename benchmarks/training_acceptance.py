@@ -34,10 +34,14 @@ def bicubic_psnr(folder: str, scale: int) -> float:
 
 
 def losses(run_dir: Path) -> list[float]:
+    """Training-loss rows of every stage's log.csv, in stage order."""
     import csv
 
-    with (run_dir / "log.csv").open() as f:
-        return [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+    rows = []
+    for log in sorted(run_dir.glob("**/log.csv")):
+        with log.open() as f:
+            rows += [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+    return rows
 
 
 def scratch(output: Path, overrides: list[str]) -> None:

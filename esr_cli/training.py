@@ -412,7 +412,9 @@ class Log:
     def __init__(self, run_dir: Path, resume_at: int) -> None:
         self.path, self.run_dir = run_dir / "log.csv", run_dir
         rows = self.rows() if resume_at else []
-        self._write([r for r in rows if int(r["iter"]) <= resume_at])  # drop what the interrupted run logged later
+        # drop what the interrupted run logged after its checkpoint (and a line cut short by a kill)
+        self._write([r for r in rows if (r.get("iter") or "").isdigit() and int(r["iter"]) <= resume_at
+                     and r.get("elapsed_s")])
         self.tb = _tensorboard(run_dir)
 
     def rows(self) -> list[dict]:

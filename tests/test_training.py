@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -113,6 +112,20 @@ def test_dataset_patches_are_a_function_of_the_index(images):
     assert list(sampler) == full[3:] and len(sampler) == len(full) - 3
 
 
+def test_given_lr_folder_is_cropped_in_step(tmp_path, images):
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    for path in sorted(images.iterdir()):
+        Image.open(path).resize((20, 20), Image.BICUBIC).save(lr_dir / f"{path.stem}x2.png")
+    ds = PatchDataset([images], PatchSpec(scale=2, patch=16, flip=False, rot90=False), lr_folders=[lr_dir])
+    lr, hr = ds.sample(0)
+    assert lr.shape == (1, 3, 8, 8) and hr.shape == (1, 3, 16, 16)
+    assert (torch.nn.functional.avg_pool2d(hr, 2) - lr).abs().mean() < 0.05  # the same place
+    (lr_dir / "im0x2.png").unlink()
+    with pytest.raises(EsrError, match="no LR image for im0"):
+        PatchDataset([images], PatchSpec(2, 16), lr_folders=[lr_dir])
+
+
 def test_data_errors(tmp_path, images):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -152,6 +165,12 @@ def test_stages_warm_start(tmp_path, images):
     assert final == tmp_path / "run" / "mse" / "model.pth"
     first, second = read_state_dict(tmp_path / "run" / "stage1" / "model.pth"), read_state_dict(final)
     assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)  # lr ~ 0: warm start kept weights
+
+
+def test_bf16_autocast_and_grad_clip_run(tmp_path, images):
+    weights = run(tiny_recipe(images, "train.iters=2", "train.precision='bf16'", "optim.grad_clip=0.1",
+                              "optim.type='AdamW'"), tmp_path / "run", registry=REGISTRY)
+    assert all(v.dtype == torch.float32 for v in read_state_dict(weights).values())
 
 
 RESUME_SCRIPT = """
