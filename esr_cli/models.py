@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .engine import Upscaler, resolve_device, resolve_precision
 from .errors import BadWeights, EsrError
-from .registry import Match, Registry, default_registry, try_architecture
+from .registry import Match, Registry, try_architecture
 
 WEIGHT_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin", ".safetensors"}
 
@@ -21,6 +21,7 @@ def load_model(ref: str | Path, scale: int | None = None, device: str = "auto", 
                registry: Registry | None = None, quiet: bool = False) -> Upscaler:
     """A zoo name (`rlfn`, `rlfn-s-x2`) or a weights file (architecture detected) -> Upscaler on `device`."""
     from .checkpoint import read_state_dict
+    from .registry import default_registry  # looked up at call time, so tests can swap it
 
     registry = registry or default_registry()
     ref = str(ref)
