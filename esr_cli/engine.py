@@ -182,32 +182,37 @@ class Upscaler:
     # ---- tiling -------------------------------------------------------------------------------
 
     def _tiled(self, x: torch.Tensor, tile: int, sink: Sink, progress) -> None:
-        """Windows row by row; finished rows go to the sink, so only one strip of output is held."""
+        """Windows row by row; finished rows go to the sink, so only one strip of output is held. The blending
+        weights are separable (row ramps times column ramps), so their sum is kept as two vectors."""
         s, m, grid = self.scale, self.tile_overlap, self.architecture.size_multiple
         n, c, h, w = x.shape
         cols = list(_spans(w, tile, m, grid))
         wx = [_ramp(d0, d1, f0, f1, w, m, s) for d0, d1, f0, f1 in cols]
+        col_sum = torch.zeros(w * s)
+        for (_, _, f0, f1), ramp in zip(cols, wx):
+            col_sum[f0 * s:f1 * s] += ramp
         top = 0  # first output row not yet handed to the sink; acc holds rows [top, ...)
-        acc, weight = torch.zeros(n, c, 0, w * s), torch.zeros(1, 1, 0, w * s)
+        acc, row_sum = torch.zeros(n, c, 0, w * s), torch.zeros(0)
         for c0, c1, e0, e1 in _spans(h, tile, m, grid):
             grow = e1 * s - top - acc.shape[2]
             acc = torch.cat([acc, acc.new_zeros(n, c, grow, w * s)], 2)
-            weight = torch.cat([weight, weight.new_zeros(1, 1, grow, w * s)], 2)
             skip = top - e0 * s  # window rows already final: their weight here is zero
-            wy = _ramp(c0, c1, e0, e1, h, m, s)[skip:, None]
+            wy = _ramp(c0, c1, e0, e1, h, m, s)[skip:]
+            row_sum = torch.cat([row_sum, row_sum.new_zeros(grow)])
+            row_sum[:len(wy)] += wy
             for i in range(0, len(cols), self.batch_size):
                 group = range(i, min(i + self.batch_size, len(cols)))
                 ys = self._forward_oom_safe(torch.cat([x[:, :, e0:e1, cols[j][2]:cols[j][3]] for j in group]))
                 for k, j in enumerate(group):
-                    f0, f1, wgt = cols[j][2] * s, cols[j][3] * s, wy * wx[j][None, :]
-                    acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].cpu() * wgt
-                    weight[:, :, :, f0:f1] += wgt
+                    f0, f1 = cols[j][2] * s, cols[j][3] * s
+                    acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].cpu() * (wy[:, None] * wx[j])
+                del ys
                 if progress:
                     progress(len(group))
             done = h * s if c1 == h else int((c1 - m / 2) * s)
             k = done - top
-            sink(top, done, acc[:, :, :k] / weight[:, :, :k])
-            acc, weight, top = acc[:, :, k:], weight[:, :, k:], done
+            sink(top, done, acc[:, :, :k].div_(row_sum[:k, None]).div_(col_sum))
+            acc, row_sum, top = acc[:, :, k:].clone(), row_sum[k:].clone(), done  # clone: frees the strip
 
     def _forward_oom_safe(self, batch: torch.Tensor) -> torch.Tensor:
         """Run a batch; on out-of-memory split it (and only then) so that no tile is skipped."""
@@ -225,7 +230,7 @@ class Upscaler:
         """The largest tile (multiple of 32) whose forward fits in about half of the free memory."""
         side = int(math.sqrt(free_memory(self.device) / 2 / self._bytes_per_pixel() / self.batch_size))
         side -= 2 * self.tile_overlap
-        cap = 2048 if self.device.type == "cuda" else 256  # on CPU bigger tiles gain nothing and cost memory
+        cap = 2048 if self.device.type == "cuda" else 192  # CPU: bigger gains little, costs memory
         return max(64, min(cap, side // 32 * 32))
 
     def fits_whole(self, x: torch.Tensor) -> bool:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -169,7 +172,7 @@ def quantize(x, bits: int) -> np.ndarray:
     """(N, 3, H, W) float in [0, 1] -> (N, H, W, 3) uint8/uint16, rounded."""
     peak = 65535.0 if bits == 16 else 255.0
     dtype = np.uint16 if bits == 16 else np.uint8
-    return (x.clamp(0, 1) * peak).round_().permute(0, 2, 3, 1).numpy().astype(dtype)
+    return x.clamp(0, 1).mul_(peak).round_().permute(0, 2, 3, 1).numpy().astype(dtype)
 
 
 def from_planes(template: Picture, planes: np.ndarray) -> Picture:
@@ -192,14 +195,17 @@ def output_format(path: str | Path) -> str:
 def write_image(path: str | Path, picture: Picture, quality: int = 95) -> None:
     """Encode to `path` (format from the suffix) through a temporary file and an atomic rename."""
     path = Path(path)
-    data = encode(picture, output_format(path), quality)
-    atomic_write(path, data)
+    fmt = output_format(path)
+    if fmt == "PNG":  # streamed into the file: no full-size copy of a huge output
+        atomic_write(path, lambda f: _write_png(f, picture))
+    else:
+        atomic_write(path, encode(picture, fmt, quality))
 
 
 def encode(picture: Picture, fmt: str, quality: int = 95) -> bytes:
     buf = io.BytesIO()
-    if picture.bits == 16 and fmt == "PNG":
-        _write_png16(buf, picture)
+    if fmt == "PNG":
+        _write_png(buf, picture)
     elif picture.bits == 16 and fmt == "TIFF":
         import tifffile
 
@@ -241,30 +247,44 @@ def _save_options(picture: Picture, fmt: str, quality: int) -> dict:
     return options
 
 
-def _write_png16(buf: io.BytesIO, picture: Picture) -> None:
-    import png
-
+def _write_png(f: BinaryIO, picture: Picture, strip: int = 256) -> None:
+    """PNG (8 or 16 bit, gray/RGB, with alpha) written strip by strip: Sub-filtered rows through one zlib stream,
+    so memory stays at one strip beyond the pixels; iCCP and eXIf chunks kept."""
     a = _stack(picture)
+    h, w = a.shape[:2]
     planes = 1 if a.ndim == 2 else a.shape[2]
-    writer = png.Writer(a.shape[1], a.shape[0], bitdepth=16, greyscale=planes <= 2, alpha=planes in (2, 4))
-    raw = io.BytesIO()
-    writer.write(raw, a.reshape(a.shape[0], -1))
-    extra = []
+    f.write(b"\x89PNG\r\n\x1a\n")
+    _chunk(f, b"IHDR", struct.pack(">IIBBBBB", w, h, 8 * a.itemsize, {1: 0, 2: 4, 3: 2, 4: 6}[planes], 0, 0, 0))
     if picture.icc:
-        extra.append((b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc)))
+        _chunk(f, b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc))
     if picture.exif:
-        extra.append((b"eXIf", picture.exif[6:] if picture.exif.startswith(b"Exif\x00\x00") else picture.exif))
-    chunks = list(png.Reader(bytes=raw.getvalue()).chunks())
-    png.write_chunks(buf, chunks[:1] + extra + chunks[1:])
+        _chunk(f, b"eXIf", picture.exif[6:] if picture.exif.startswith(b"Exif\x00\x00") else picture.exif)
+    z, step = zlib.compressobj(6), planes * a.itemsize  # bytes per pixel: the Sub filter's distance
+    for y in range(0, h, strip):
+        rows = np.ascontiguousarray(a[y:y + strip], dtype=">u2" if a.itemsize == 2 else np.uint8)
+        rows = rows.reshape(rows.shape[0], -1).view(np.uint8)
+        data = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+        data[:, 0] = 1  # filter type Sub: each byte minus the same byte of the pixel to its left
+        data[:, 1:] = rows
+        data[:, 1 + step:] -= rows[:, :-step]
+        if packed := z.compress(data.tobytes()):
+            _chunk(f, b"IDAT", packed)
+    _chunk(f, b"IDAT", z.flush())
+    _chunk(f, b"IEND", b"")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, then rename: never a half-written file."""
+def _chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
+    f.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
+
+
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write bytes (or let `data(file)` write) to a temporary file beside `path`, then rename: never a
+    half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)

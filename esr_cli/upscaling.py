@@ -96,7 +96,8 @@ def upscale_picture(upscaler: Upscaler, picture: Picture, tta: bool = False, out
     planes = np.empty((n, h * s, w * s, 3), dtype=np.uint16 if picture.bits == 16 else np.uint8)
 
     def sink(y0: int, y1: int, rows) -> None:
-        planes[:, y0:y1] = quantize(rows, picture.bits)
+        for r in range(0, y1 - y0, 64):  # small pieces: quantizing makes float temporaries
+            planes[:, y0 + r:min(y1, y0 + r + 64)] = quantize(rows[:, :, r:r + 64], picture.bits)
 
     upscaler.upscale_into(batch, sink, tta=tta, progress=progress)
     del batch
