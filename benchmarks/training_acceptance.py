@@ -1,7 +1,8 @@
 """Issue 9 acceptance experiments, run by hand (not in the test suite); CPU-sized.
 
   ESR_DATA=/work/shared/datasets python benchmarks/training_acceptance.py scratch  -o runs/acc-a
-  ESR_DATA=/work/shared/datasets python benchmarks/training_acceptance.py finetune -o runs/acc-b
+  ESR_DATA=/work/shared/datasets python benchmarks/training_acceptance.py finetune -o runs/acc-b \
+      [--base /work/shared/zoo/weights/rlfn_s_x2.pth]
 
 (a) RLFN-S x2 from scratch (recipes/rlfn_s_x2_cpu.toml): training loss first vs last, Set5 Y-PSNR vs bicubic.
 (b) rlfn-s-x2 fine-tuned with blur + noise (recipes/finetune_rlfn_s_x2_cpu.toml): Set5 Y-PSNR of the pretrained and
@@ -44,7 +45,7 @@ def losses(run_dir: Path) -> list[float]:
     return rows
 
 
-def scratch(output: Path, overrides: list[str]) -> None:
+def scratch(output: Path, overrides: list[str], base: str = "") -> None:
     start = time.monotonic()
     weights = run(load_recipe(RECIPES / "rlfn_s_x2_cpu.toml", overrides), output, resume=True)
     model = load_model(weights, device="cpu", precision="fp32")
@@ -54,14 +55,14 @@ def scratch(output: Path, overrides: list[str]) -> None:
           f"Set5 x2 Y-PSNR ours {ours:.4f} dB vs bicubic {bicubic_psnr('Set5', 2):.4f} dB")
 
 
-def finetune(output: Path, overrides: list[str]) -> None:
-    recipe = finetune_recipe("rlfn-s-x2", ["Set14/HR", "B100/HR"], [], "Set5",
+def finetune(output: Path, overrides: list[str], base: str) -> None:
+    recipe = finetune_recipe(base, ["Set14/HR", "B100/HR"], [], "Set5",
                              RECIPES / "finetune_rlfn_s_x2_cpu.toml", overrides)
     start = time.monotonic()
     weights = run(recipe, output, resume=True)
     minutes = (time.monotonic() - start) / 60
     degrade = Degradations.from_table(recipe["degrade"])
-    for label, ref in (("pretrained", "rlfn-s-x2"), ("fine-tuned", str(weights))):
+    for label, ref in (("pretrained", base), ("fine-tuned", str(weights))):
         m = load_model(ref, device="cpu", precision="fp32")
         noisy, _ = validate(m.module, m.architecture, m.config, "Set5", degrade, recipe["seed"])
         clean, _ = validate(m.module, m.architecture, m.config, "Set5")
@@ -74,5 +75,6 @@ if __name__ == "__main__":
     parser.add_argument("experiment", choices=["scratch", "finetune"])
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--base", default="rlfn-s-x2", help="pretrained weights to fine-tune: zoo name or file")
     args = parser.parse_args()
-    {"scratch": scratch, "finetune": finetune}[args.experiment](args.output, args.overrides)
+    {"scratch": scratch, "finetune": finetune}[args.experiment](args.output, args.overrides, args.base)
