@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from .. import registry, zoo
-from ..errors import DownloadError
 
 app = typer.Typer(help="List, describe, download, remove and verify pretrained weights.")
 
@@ -20,6 +18,8 @@ ScaleOpt = Annotated[int | None, typer.Option("--scale", "-s", help="Upscaling f
 def models(ctx: typer.Context,
            as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects.")] = False) -> None:
     """List every pretrained weights of the installed architectures, with its licence and whether it is cached."""
+    from .. import registry, zoo  # lazy: keeps `esr --help` fast
+
     if ctx.invoked_subcommand is not None:
         return
     reg = registry.default_registry()
@@ -39,6 +39,8 @@ def models(ctx: typer.Context,
 @app.command()
 def info(name: NameArg, scale: ScaleOpt = None) -> None:
     """Source, paper, licence, parameters, published and measured PSNR, and the cache path of one model."""
+    from .. import registry, zoo  # lazy: keeps `esr --help` fast
+
     arch, w = zoo.resolve(registry.default_registry(), name, scale)
     path = zoo.cached_path(w)
     lines = [("name", w.name), ("architecture", arch.name), ("variant", w.variant), ("scale", f"x{w.scale}"),
@@ -62,6 +64,9 @@ def download(names: Annotated[list[str] | None, typer.Argument(help="Model names
              scale: ScaleOpt = None,
              quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False) -> None:
     """Download weights into the cache (sha256-checked), printing each cached path."""
+    from ..errors import DownloadError
+    from .. import registry, zoo  # lazy: keeps `esr --help` fast
+
     reg = registry.default_registry()
     if all_ == bool(names):
         raise typer.BadParameter("name some models, or pass --all (not both)")
@@ -80,6 +85,8 @@ def download(names: Annotated[list[str] | None, typer.Argument(help="Model names
 @app.command()
 def remove(name: NameArg, scale: ScaleOpt = None) -> None:
     """Delete one model's file from the cache."""
+    from .. import registry, zoo  # lazy: keeps `esr --help` fast
+
     _, w = zoo.resolve(registry.default_registry(), name, scale)
     path = zoo.cached_path(w)
     typer.echo(f"removed {path}" if zoo.remove(w) else f"{w.name} is not cached")
@@ -88,6 +95,8 @@ def remove(name: NameArg, scale: ScaleOpt = None) -> None:
 @app.command()
 def verify() -> None:
     """Re-hash every file in the cache; exits 1 if any does not match its sha256."""
+    from .. import zoo  # lazy: keeps `esr --help` fast
+
     results = zoo.verify()
     for path, ok in results:
         typer.echo(f"{'ok ' if ok else 'BAD'}  {path}")
