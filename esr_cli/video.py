@@ -77,11 +77,15 @@ class Probe:
 
 def probe(path: str | Path, start: float | None = None, duration: float | None = None) -> Probe:
     """Probe with ffmpeg alone (no ffprobe): the stream header, the first decoded frame (showinfo) and the
-    packet list (framemd5 of a stream copy, cheap). EsrError for anything that is not a readable video."""
+    packet list (framemd5 of a stream copy, cheap). EsrError for anything that is not a readable video.
+
+    `-nostats` matters: ffmpeg's progress report is written by its main thread while the filter thread writes a
+    showinfo line in several pieces, so the report could land inside the colour line ("color_range:tvframe=  18
+    fps=..."), which then reached the encoder as `-color_range tvframe=`."""
     path = Path(path)
     if not path.is_file():
         raise EsrError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *_section(start, duration), "-i", str(path),
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *_section(start, duration), "-i", str(path),
            "-map", "0:V:0", "-c:v", "copy", "-f", "framemd5", "pipe:1",
            "-map", "0:V:0", "-vf", "showinfo=checksum=0", "-frames:v", "1", "-f", "null", "-"]
     run = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
@@ -110,19 +114,55 @@ def _probe_failure(log: str) -> str:
         return "unsupported video codec"
     if "Permission denied" in log:
         return "permission denied"
-    lines = [ln for ln in log.strip().splitlines() if ln.strip()]
-    return f"unreadable video ({lines[-1].strip() if lines else 'ffmpeg failed'})"
+    return f"unreadable video ({ffmpeg_error(log.splitlines())})"
+
+
+_GENERIC = re.compile(r"Error opening (output|input) files?\b|Error applying encoder options|Error while opening encoder|"
+                      r"Error sending frames to consumers|Task finished with error code|Terminating thread with return|"
+                      r"Could not open encoder before EOF|Nothing was written into output file|Conversion failed|"
+                      r"Exiting with exit code|Error while filtering|Error marking filters as finished|"
+                      r"Error (while )?(processing|decoding) (the )?stream|^frame=\s*\d+ fps=")
+
+
+def ffmpeg_error(lines: list[str], default: str = "ffmpeg failed") -> str:
+    """The line of an ffmpeg log that says what went wrong, on one line: the last one that is not one of the
+    generic follow-ups ffmpeg prints after the cause ("Error opening output files: Invalid argument",
+    "Conversion failed!"), with "[libx264 @ 0x55d0...]" shortened to "libx264:"."""
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    useful = [ln for ln in lines if not _GENERIC.search(ln)] or lines
+    if not useful:
+        return default
+    line = re.sub(r"\[(?:\w+#[\d:]+/)?([^\]@]+?) @ 0x[0-9a-f]+\] ", r"\1: ", useful[-1])
+    return re.sub(r"\[(\w+) @ 0x[0-9a-f]+\] ", "", line)
+
+
+COLOR_KEYS = ("color_range", "color_space", "color_primaries", "color_trc")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+"""How ffmpeg's colour names look (tv, bt709, smpte170m, iec61966-2-1, arib-std-b67, unknown)."""
 
 
 def _showinfo(log: str) -> dict:
     tb, fps = re.search(r"config in time_base: (\d+/\d+), frame_rate: (\d+/\d+)", log).groups()
-    frame = re.search(r"\] n:\s*0 .*?fmt:(\S+) .*?sar:(\S+) s:(\d+)x(\d+)", log)
-    color = dict(re.findall(r"(color_range|color_space|color_primaries|color_trc):(\S+)", log))
+    lines = log.splitlines()
+    first = next((i for i, ln in enumerate(lines) if re.search(r"\] n:\s*0 ", ln)), None)
+    frame = re.search(r"\] n:\s*0 .*?fmt:(\S+) .*?sar:(\S+) s:(\d+)x(\d+)", lines[first]) if first is not None else None
     if not frame:
         raise EsrError("the first video frame cannot be decoded")
     fps = Fraction(fps) if fps != "0/1" else Fraction(0)
     return {"tb": Fraction(tb), "fps": fps, "fmt": frame[1], "sar": frame[2],
-            "w": int(frame[3]), "h": int(frame[4]), "color": color}
+            "w": int(frame[3]), "h": int(frame[4]), "color": _colors(lines[first + 1:])}
+
+
+def _colors(lines: list[str]) -> dict[str, str]:
+    """The colour tags of the first frame: its showinfo colour line (the first one after its `n: 0` line), every
+    value checked to be an ffmpeg name, so that no stray log text ever becomes an encoder option."""
+    line = next((ln for ln in lines if re.search(r"\[Parsed_showinfo_\d+ @ [^\]]+\]\s+color_range:", ln)), None)
+    if line is None:
+        return {}
+    color = dict(re.findall(r"(?<!\S)(color_\w+):(\S*)", line.split("]", 1)[1]))
+    if set(COLOR_KEYS) - color.keys() or not all(_NAME.fullmatch(color[k]) for k in COLOR_KEYS):
+        raise EsrError(f"cannot read the colour tags of the first frame: ffmpeg logged {line.strip()!r}")
+    return {k: color[k] for k in COLOR_KEYS}
 
 
 def _packets(framemd5: str) -> tuple[list[int], list[int], Fraction]:
@@ -135,7 +175,7 @@ def _packets(framemd5: str) -> tuple[list[int], list[int], Fraction]:
 
 def frame_timestamps(path: str | Path) -> list[Fraction]:
     """Presentation time (seconds, exact) of every decoded frame of the first video stream."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:V:0",
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-map", "0:V:0",
            "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough", "-f", "null", "-"]
     log = subprocess.run(cmd, capture_output=True, text=True, errors="replace").stderr
     tb = Fraction(re.search(r"config in time_base: (\d+/\d+)", log)[1])
@@ -171,7 +211,7 @@ class Decoder:
             elif m := re.search(r"config in time_base: (\d+/\d+)", line):
                 self.time_base = Fraction(m[1])
             elif "Parsed_showinfo" not in line:
-                self.tail = (self.tail + [line.strip()])[-5:]
+                self.tail = (self.tail + [line.strip()])[-20:]
         self.pts.put(None)
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -187,7 +227,7 @@ class Decoder:
             yield pts, np.frombuffer(data, self.dtype).reshape(h, w, 3)
         if self.process.wait() != 0:
             self._log.join(5)
-            raise EsrError(f"decoding failed: {self.tail[-1] if self.tail else 'ffmpeg exited with an error'}")
+            raise EsrError(f"decoding failed: {ffmpeg_error(self.tail, 'ffmpeg exited with an error')}")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -235,14 +275,26 @@ def ivf_header(width: int, height: int, bits: int, time_base: Fraction) -> bytes
 
 
 class SegmentEncoder:
-    """One ffmpeg encoder process fed raw frames; `finish()` waits and renames the file into place."""
+    """One ffmpeg encoder process fed raw frames; `finish()` waits and renames the file into place. Its stderr is
+    drained by a thread (ffmpeg must never block on a full stderr pipe while we block writing its stdin) and the
+    lines are kept for the error message."""
 
     def __init__(self, target: Path, info: Probe, enc: Encoding, size: tuple[int, int], time_base: Fraction):
         self.target, self.part = target, target.with_name(target.name + ".part.nut")
         self.frames, self.first_pts = 0, None
+        self.log: list[str] = []
         self.process = subprocess.Popen(encoder_command(info, enc, self.part), stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.process.stdin.write(ivf_header(*size, info.bits, time_base))
+        self._log = threading.Thread(target=self._read_log, daemon=True, name="esr-ffmpeg-encode-log")
+        self._log.start()
+        try:
+            self.process.stdin.write(ivf_header(*size, info.bits, time_base))
+        except BrokenPipeError:
+            raise EsrError(f"encoder failed: {self._error()}") from None
+
+    def _read_log(self) -> None:
+        for raw in self.process.stderr:
+            self.log = (self.log + [raw.decode(errors="replace").rstrip()])[-50:]
 
     def write(self, pts: int, pixels: np.ndarray) -> None:
         data = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -261,6 +313,7 @@ class SegmentEncoder:
         if self.process.wait() != 0:
             self.part.unlink(missing_ok=True)
             raise EsrError(f"encoder failed: {self._error()}")
+        self._log.join(5)
         os.replace(self.part, self.target)
 
     def abort(self) -> None:
@@ -270,9 +323,11 @@ class SegmentEncoder:
         self.part.unlink(missing_ok=True)
 
     def _error(self) -> str:
-        self.process.kill()
-        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"ffmpeg exited with status {self.process.wait()}"
+        if self.process.poll() is None:  # it stopped reading but lives on: nothing more is coming
+            self.process.kill()
+        status = self.process.wait()
+        self._log.join(5)
+        return ffmpeg_error(self.log, f"ffmpeg exited with status {status}")
 
 
 def count_frames(path: Path) -> int:
@@ -369,7 +424,7 @@ def mux(work: WorkDir, source: Path, target: Path, time_base: Fraction, start: f
     run = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if run.returncode != 0:
         part.unlink(missing_ok=True)
-        last = (run.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
+        last = ffmpeg_error(run.stderr.splitlines())
         raise EsrError(f"{target}: cannot mux the streams of {source.name} into {target.suffix or 'this'} "
                        f"container ({last}); try another output extension such as .mkv")
     os.replace(part, target)
