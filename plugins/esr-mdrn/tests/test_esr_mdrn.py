@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def test_too_small_input_is_refused_clearly():
 
 
 def test_no_plotting_or_basicsr_import():
-    assert "matplotlib" not in sys.modules and "basicsr" not in sys.modules
+    """The authors' module imports matplotlib and basicsr; ours must not (checked in a fresh interpreter, since other
+    tests in this process may import matplotlib themselves)."""
+    code = "import sys, esr_mdrn; assert not {'matplotlib', 'basicsr'} & set(sys.modules), sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("weights", mdrn.weights, ids=lambda w: w.name)
