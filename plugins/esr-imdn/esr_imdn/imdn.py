@@ -29,9 +29,9 @@ class CCA(nn.Module):
         return x * self.conv_du(contrast + mean)
 
 
-class IMDB(nn.Module):
-    """Information multi-distillation block: three 3x3 steps each keep a quarter of the channels (distilled) and
-    refine the rest; the four distilled parts are concatenated, weighted by CCA and fused by a 1x1 conv."""
+class FastIMDB(nn.Module):
+    """The distillation steps of the IMDB: three 3x3 steps each keep a quarter of the channels (distilled) and refine
+    the rest; the four distilled parts are concatenated and fused by a 1x1 conv (the reference's `IMDModule_speed`)."""
 
     def __init__(self, channels: int, distillation_rate: float = 0.25):
         super().__init__()
@@ -43,15 +43,27 @@ class IMDB(nn.Module):
         self.c4 = conv(self.remaining, self.distilled, 3)
         self.act = nn.LeakyReLU(0.05)
         self.c5 = conv(self.distilled * 4, channels, 1)
-        self.cca = CCA(self.distilled * 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def distill(self, x: torch.Tensor) -> torch.Tensor:
         split = (self.distilled, self.remaining)
         d1, r1 = self.act(self.c1(x)).split(split, dim=1)
         d2, r2 = self.act(self.c2(r1)).split(split, dim=1)
         d3, r3 = self.act(self.c3(r2)).split(split, dim=1)
-        d4 = self.c4(r3)
-        return self.c5(self.cca(torch.cat([d1, d2, d3, d4], dim=1))) + x
+        return torch.cat([d1, d2, d3, self.c4(r3)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c5(self.distill(x)) + x
+
+
+class IMDB(FastIMDB):
+    """Information multi-distillation block: the distilled parts are weighted by CCA before the 1x1 fusion."""
+
+    def __init__(self, channels: int, distillation_rate: float = 0.25):
+        super().__init__(channels, distillation_rate)
+        self.cca = CCA(self.distilled * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c5(self.cca(self.distill(x))) + x
 
 
 @dataclass

@@ -9,29 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .imdn import conv
-
-
-class FastIMDB(nn.Module):
-    """The IMDB without contrast-aware channel attention (the reference's `IMDModule_speed`)."""
-
-    def __init__(self, channels: int, distillation_rate: float = 0.25):
-        super().__init__()
-        self.distilled = int(channels * distillation_rate)
-        self.remaining = channels - self.distilled
-        self.c1 = conv(channels, channels, 3)
-        self.c2 = conv(self.remaining, channels, 3)
-        self.c3 = conv(self.remaining, channels, 3)
-        self.c4 = conv(self.remaining, self.distilled, 3)
-        self.act = nn.LeakyReLU(0.05)
-        self.c5 = conv(self.distilled * 4, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        split = (self.distilled, self.remaining)
-        d1, r1 = self.act(self.c1(x)).split(split, dim=1)
-        d2, r2 = self.act(self.c2(r1)).split(split, dim=1)
-        d3, r3 = self.act(self.c3(r2)).split(split, dim=1)
-        return self.c5(torch.cat([d1, d2, d3, self.c4(r3)], dim=1)) + x
+from .imdn import FastIMDB, conv
 
 
 class Shortcut(nn.Module):
