@@ -6,18 +6,20 @@ from pathlib import Path
 
 import typer
 
+from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt
+
 
 def upscale(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
     output: Path = typer.Option(None, "-o", "--output", help="Output folder (default: beside each input)."),
-    model: str = typer.Option("rlfn", "-m", "--model", help="Zoo name (see `esr models`) or a weights file."),
-    scale: int = typer.Option(None, "-s", "--scale", help="Network scale (picks the weights; default 4)."),
+    model: ModelOpt = "rlfn",
+    scale: ScaleOpt = None,
     tile: str = typer.Option("auto", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole image)."),
-    tile_overlap: int = typer.Option(16, help="Context around each tile, blended (input pixels)."),
-    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    tile_overlap: TileOverlapOpt = 16,
+    precision: PrecisionOpt = "auto",
+    device: DeviceOpt = "auto",
     batch_size: int = typer.Option(4, help="Tiles per forward pass."),
-    threads: int = typer.Option(None, help="CPU threads for the network."),
+    threads: ThreadsOpt = None,
     tta: bool = typer.Option(False, "--tta", help="x8 self-ensemble (slower, slightly better)."),
     outscale: float = typer.Option(None, help="Final scale after the network (high-quality bicubic resize)."),
     fmt: str = typer.Option("same", "--format", help="same, png, jpg, webp, tiff or bmp."),

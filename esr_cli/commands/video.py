@@ -6,18 +6,20 @@ from pathlib import Path
 
 import typer
 
+from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt
+
 
 def video(
     source: Path = typer.Argument(..., help="Video file (anything the bundled ffmpeg reads)."),
     output: Path = typer.Option(None, "-o", "--output", help="Output video (default: <stem>_x<scale> beside the input)."),
-    model: str = typer.Option("rlfn", "-m", "--model", help="Zoo name (see `esr models`) or a weights file."),
-    scale: int = typer.Option(None, "-s", "--scale", help="Network scale (picks the weights; default 4)."),
+    model: ModelOpt = "rlfn",
+    scale: ScaleOpt = None,
     tile: str = typer.Option("0", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole frame)."),
-    tile_overlap: int = typer.Option(16, help="Context around each tile, blended (input pixels)."),
-    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    tile_overlap: TileOverlapOpt = 16,
+    precision: PrecisionOpt = "auto",
+    device: DeviceOpt = "auto",
     batch_size: int = typer.Option(4, help="Frames (or tiles) per forward pass."),
-    threads: int = typer.Option(None, help="CPU threads for the network."),
+    threads: ThreadsOpt = None,
     codec: str = typer.Option("libx264", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, ..."),
     crf: int = typer.Option(18, help="Constant quality (lower is better and bigger)."),
     preset: str = typer.Option(None, help="Encoder preset (x264/x265: ultrafast ... veryslow)."),

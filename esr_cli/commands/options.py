@@ -1,0 +1,15 @@
+"""Options shared by several commands, declared once (typer Annotated aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Zoo name (see `esr models`) or a weights file.")]
+ScaleOpt = Annotated[int | None, typer.Option("-s", "--scale", help="Network scale (picks the weights; default 4).")]
+TileOverlapOpt = Annotated[int, typer.Option(help="Context around each tile, blended (input pixels).")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for the network.")]
