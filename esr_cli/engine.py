@@ -87,6 +87,10 @@ class Upscaler:
         self.module.eval().requires_grad_(False)
         memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
         self.module.to(self.device, memory_format=memory_format)
+        if self.device.type == "cuda" and self.precision == "fp32":
+            # fp32 means fp32: TF32 convolutions (PyTorch's default on Ampere+) would shift the published figures.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
 
     @property
     def scale(self) -> int:
