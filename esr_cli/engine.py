@@ -177,12 +177,6 @@ class Upscaler:
         """torch.compile the network (static shapes: tiles are all the same size)."""
         self.module = torch.compile(self.module, dynamic=False)
 
-    def count_tiles(self, height: int, width: int) -> int:
-        tile = int(self.tile) if self.tile != "auto" else 0
-        if tile <= 0:
-            return 1
-        return math.ceil(height / tile) * math.ceil(width / tile)
-
     # ---- tiling -------------------------------------------------------------------------------
 
     def _tiled(self, x: torch.Tensor, tile: int, sink: Sink, progress) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .engine import Upscaler
+from .images import Picture, quantize, to_batch
 from .errors import EsrError
 from .metrics import psnr, rgb_to_y, ssim
 from .resize import bicubic_downscale, imresize
@@ -150,17 +151,6 @@ def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr[:h, :w], lr
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 1 or 3) -> (1, 3, H, W) float in [0, 1]; gray repeated to three channels (as EDSR/BasicSR do)."""
-    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
-    return x.expand(1, 3, *x.shape[-2:]) if x.shape[1] == 1 else x
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float in [0, 1] -> uint8 (H, W, 3), rounded."""
-    return (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
-
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic baseline: MATLAB `imresize(LR, scale)` of the uint8 LR, as uint8 (H, W, 3)."""
     x = torch.from_numpy(np.array(lr)).permute(2, 0, 1)[None]
@@ -225,10 +215,10 @@ def evaluate_dataset(upscalers: list[Upscaler], dataset: Dataset, scale: int, pr
     per_model: list[list[ImageResult]] = [[] for _ in upscalers]
     for pair in tqdm(dataset.pairs, desc=f"{dataset.name} x{scale}", unit="img", disable=not progress, leave=False):
         hr, lr = load_pair(pair, scale)
-        x = to_tensor(lr)
+        x = to_batch(Picture(lr))  # gray repeated to three channels, as EDSR/BasicSR do
         outputs = []
         for upscaler, rows in zip(upscalers, per_model):
-            sr = to_uint8(upscaler.upscale(x, tta=protocol.self_ensemble))
+            sr = quantize(upscaler.upscale(x, tta=protocol.self_ensemble), 8)[0]
             rows.append(ImageResult(pair.name, psnr(sr, hr, shave, y), ssim(sr, hr, shave, y)))
             outputs.append((upscaler.name, sr, rows[-1].psnr))
             if save_images:

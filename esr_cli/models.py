@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from .engine import Upscaler, resolve_device, resolve_precision
@@ -55,9 +54,3 @@ def build(match: Match, weights=None, source: str = "", device: str = "auto", pr
     return Upscaler(module, arch, match.config, weights=weights, device=dev,
                     precision=resolve_precision(precision, dev, arch), source=source, **engine)
 
-
-def describe(upscaler: Upscaler) -> dict:
-    """A JSON-able summary of a loaded model."""
-    cfg = dataclasses.asdict(upscaler.config)
-    return {"name": upscaler.name, "arch": upscaler.architecture.name, "scale": upscaler.scale,
-            "config": cfg, "device": str(upscaler.device), "precision": upscaler.precision}

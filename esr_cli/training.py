@@ -375,7 +375,8 @@ def batches(trainer: Trainer, dataset: PatchDataset) -> Iterator[tuple[torch.Ten
 def validate(module: nn.Module, arch, config, folder: str | Path, degrade: Degradations | None = None,
              seed: int = 0, border: int = 0, device: str | torch.device = "cpu") -> tuple[float, float]:
     """Mean Y-PSNR / SSIM on a folder (evaluate's layouts), LR degraded per image with a fixed seed if asked."""
-    from .evaluation import load_dataset, load_pair, to_tensor, to_uint8
+    from .evaluation import load_dataset, load_pair
+    from .images import Picture, quantize, to_batch
     from .metrics import psnr, ssim
 
     scale = config.scale
@@ -383,10 +384,10 @@ def validate(module: nn.Module, arch, config, folder: str | Path, degrade: Degra
     scores = []
     for i, pair in enumerate(load_dataset(folder, scale).pairs):
         hr, lr = load_pair(pair, scale)
-        x = to_tensor(lr)
+        x = to_batch(Picture(lr))
         if degrade is not None and degrade.active:
             x = degrade(x[0], torch.Generator().manual_seed(seed * 1000 + i))[None]
-        sr = to_uint8(upscaler.upscale(x))
+        sr = quantize(upscaler.upscale(x), 8)[0]
         scores.append((psnr(sr, hr, border or scale), ssim(sr, hr, border or scale)))
     return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
