@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import tiling
 from .architecture import Architecture, Weights
 from .errors import EsrError
 
@@ -76,14 +77,19 @@ class Upscaler:
     precision: str = "fp32"
     tile: int | str = 0
     """Core tile size in input pixels; 0 = whole image; "auto" = the largest that fits free memory."""
-    tile_overlap: int = 16
-    """Context in input pixels around each tile core; outputs are feather-blended over this band."""
+    tile_overlap: int | None = None
+    """Context in input pixels around each tile core; outputs are feather-blended over this band. None: the
+    architecture's `tile_overlap`."""
     batch_size: int = 4
     source: str = ""
     fallbacks: int = 0
     """How many tiles were recomputed in fp32 because low precision gave non-finite values."""
+    statistics: int | None = field(default=None, repr=False)
+    """How many whole-image statistics the network asks for (esr_cli.tiling), once a tiled run has found out."""
 
     def __post_init__(self) -> None:
+        if self.tile_overlap is None:
+            self.tile_overlap = self.architecture.tile_overlap
         self.module.eval().requires_grad_(False)
         memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
         self.module.to(self.device, memory_format=memory_format)
@@ -107,28 +113,33 @@ class Upscaler:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[precision])
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, window: tiling.Window | None = None) -> torch.Tensor:
         """Network on an already padded batch on the device; falls back to fp32 on non-finite output."""
         r = self.architecture.input_range
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast(self.precision):
+        with torch.inference_mode(), self._autocast(self.precision), tiling.running(window):
             y = self.module(x * r).float()
         if self.precision != "fp32" and not torch.isfinite(y).all():
             self.fallbacks += 1  # autocast keeps the weights in fp32: rerun without it
-            with torch.inference_mode():
+            with torch.inference_mode(), tiling.running(window):
                 y = self.module(x * r).float()
         return (y / r).clamp_(0, 1)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad (N, 3, h, w) to the minimum size and the size multiple (reflect: closest to the authors' unpadded
-        output), run, crop."""
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad (N, 3, h, w) at the bottom and right to the minimum size and the size multiple (reflect: closest to
+        the authors' unpadded output)."""
         m, least = self.architecture.size_multiple, self.architecture.min_size
         h, w = x.shape[-2:]
         ph, pw = (-max(h, least) // m * -m - h), (-max(w, least) // m * -m - w)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        y = self._run(x.to(self.device))
+        return x
+
+    def _forward(self, x: torch.Tensor, window: tiling.Window | None = None) -> torch.Tensor:
+        """Pad, run, crop. Windows of a tiled run are already padded."""
+        h, w = x.shape[-2:]
+        y = self._run(self._pad(x).to(self.device), window)
         return y[..., : h * self.scale, : w * self.scale]
 
     # ---- public -------------------------------------------------------------------------------
@@ -163,8 +174,7 @@ class Upscaler:
                 progress(1)
             return
         h, w = x.shape[-2:]
-        m = self.architecture.size_multiple  # pad once, so that every window sits on the network's grid
-        x = F.pad(x, (0, -w % m, 0, -h % m), mode="reflect") if (h % m or w % m) else x
+        x = self._pad(x)  # once, as for the whole image: the windows are crops of what the whole run would see
         hs, ws = h * self.scale, w * self.scale
 
         def cropped(y0: int, y1: int, rows: torch.Tensor) -> None:
@@ -181,26 +191,29 @@ class Upscaler:
 
     def _tiled(self, x: torch.Tensor, tile: int, sink: Sink, progress) -> None:
         """Windows row by row; finished rows go to the sink, so only one strip of output is held. The blending
-        weights are separable (row ramps times column ramps), so their sum is kept as two vectors."""
-        s, m, grid = self.scale, self.tile_overlap, self.architecture.size_multiple
+        weights are separable (row ramps times column ramps), so their sum is kept as two vectors. Whole-image
+        statistics are gathered first (esr_cli.tiling)."""
+        s, m = self.scale, self.tile_overlap
+        grid, least = math.lcm(self.architecture.size_multiple, self.architecture.tile_grid), self.architecture.min_size
         n, c, h, w = x.shape
-        cols = list(_spans(w, tile, m, grid))
+        rows, cols = list(_spans(h, tile, m, grid, least)), list(_spans(w, tile, m, grid, least))
+        statistics = tiling.Statistics((h, w), n)
+        self._gather(x, rows, cols, statistics)
         wx = [_ramp(d0, d1, f0, f1, w, m, s) for d0, d1, f0, f1 in cols]
         col_sum = torch.zeros(w * s)
         for (_, _, f0, f1), ramp in zip(cols, wx):
             col_sum[f0 * s:f1 * s] += ramp
         top = 0  # first output row not yet handed to the sink; acc holds rows [top, ...)
         acc, row_sum = torch.zeros(n, c, 0, w * s), torch.zeros(0)
-        for c0, c1, e0, e1 in _spans(h, tile, m, grid):
+        for c0, c1, e0, e1 in rows:
             grow = e1 * s - top - acc.shape[2]
             acc = torch.cat([acc, acc.new_zeros(n, c, grow, w * s)], 2)
             skip = top - e0 * s  # window rows already final: their weight here is zero
             wy = _ramp(c0, c1, e0, e1, h, m, s)[skip:]
             row_sum = torch.cat([row_sum, row_sum.new_zeros(grow)])
             row_sum[:len(wy)] += wy
-            for i in range(0, len(cols), self.batch_size):
-                group = range(i, min(i + self.batch_size, len(cols)))
-                ys = self._forward_oom_safe(torch.cat([x[:, :, e0:e1, cols[j][2]:cols[j][3]] for j in group]))
+            for group, batch, window in self._batches(x, (c0, c1, e0, e1), cols, statistics):
+                ys = self._forward_oom_safe(batch, window)
                 for k, j in enumerate(group):
                     f0, f1 = cols[j][2] * s, cols[j][3] * s
                     acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].cpu() * (wy[:, None] * wx[j])
@@ -212,17 +225,58 @@ class Upscaler:
             sink(top, done, acc[:, :, :k].div_(row_sum[:k, None]).div_(col_sum))
             acc, row_sum, top = acc[:, :, k:].clone(), row_sum[k:].clone(), done  # clone: frees the strip
 
-    def _forward_oom_safe(self, batch: torch.Tensor) -> torch.Tensor:
+    def _batches(self, x: torch.Tensor, row: tuple[int, int, int, int], cols: list, statistics: tiling.Statistics):
+        """The windows of one row of tiles, `batch_size` at a time: (column indices, batch, where they lie)."""
+        n, (c0, c1, e0, e1) = x.shape[0], row
+        for i in range(0, len(cols), self.batch_size):
+            group = range(i, min(i + self.batch_size, len(cols)))
+            batch = torch.cat([x[:, :, e0:e1, cols[j][2]:cols[j][3]] for j in group])
+            window = tiling.Window(statistics, [(e0, cols[j][2]) for j in group for _ in range(n)],
+                                   [(c0 - e0, c1 - e0, cols[j][0] - cols[j][2], cols[j][1] - cols[j][2])
+                                    for j in group for _ in range(n)],
+                                   [i for _ in group for i in range(n)])
+            yield group, batch, window
+
+    def _gather(self, x: torch.Tensor, rows: list, cols: list, statistics: tiling.Statistics) -> None:
+        """One pass over the windows per whole-image statistic the network asks for; each pass stops the network
+        at that statistic. A pass whose first forward runs through means there are no more (remembered)."""
+        statistics.gathering = True
+        while self.statistics is None or len(statistics.known) < self.statistics:
+            if not self._gathering_pass(x, rows, cols, statistics):
+                self.statistics = len(statistics.known)
+                break
+            statistics.close()
+        statistics.gathering = False
+
+    def _gathering_pass(self, x: torch.Tensor, rows: list, cols: list, statistics: tiling.Statistics) -> bool:
+        """Sums the next statistic over every window; False if the network asks for none (a forward ran through)."""
+        for row in rows:
+            for _, batch, window in self._batches(x, row, cols, statistics):
+                try:
+                    self._forward_oom_safe(batch, window)
+                    return False
+                except tiling.Collected:
+                    pass
+        return True
+
+    def _forward_oom_safe(self, batch: torch.Tensor, window: tiling.Window | None = None) -> torch.Tensor:
         """Run a batch; on out-of-memory split it (and only then) so that no tile is skipped."""
         try:
-            return self._forward(batch)
+            return self._forward(batch, window)
         except torch.OutOfMemoryError:
             if batch.shape[0] == 1:
                 raise EsrError("out of memory on a single tile: lower --tile") from None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            half = batch.shape[0] // 2
-            return torch.cat([self._forward_oom_safe(batch[:half]), self._forward_oom_safe(batch[half:])])
+            parts, collected = [], False
+            for half in (slice(None, batch.shape[0] // 2), slice(batch.shape[0] // 2, None)):
+                try:
+                    parts.append(self._forward_oom_safe(batch[half], window and window[half]))
+                except tiling.Collected:  # a gathering pass: both halves must add their pixels
+                    collected = True
+            if collected:
+                raise tiling.Collected
+            return torch.cat(parts)
 
     def auto_tile(self, x: torch.Tensor) -> int:
         """The largest tile (multiple of 32) whose forward fits in about half of the free memory."""
@@ -246,20 +300,20 @@ class Upscaler:
         return 4 * (12 * channels + 6 * self.scale ** 2)
 
 
-def _spans(length: int, tile: int, margin: int, grid: int = 1) -> Iterator[tuple[int, int, int, int]]:
+def _spans(length: int, tile: int, margin: int, grid: int = 1, least: int = 1) -> Iterator[tuple[int, int, int, int]]:
     """Cores [c0, c1) partitioning [0, length) into pieces of about `tile`, each with an equal-size window
-    [e0, e1) around it (the core plus at least `margin` context, shifted to stay inside the image). With
-    `grid` > 1 (length a multiple of it) cores, windows and their size are multiples of `grid`, so that
-    strided or pooled layers see the same pixel grid in every window as in the whole image."""
+    [e0, e1) around it (the core plus at least `margin` context, at least `least` long, shifted to stay inside the
+    image). Windows start on multiples of `grid` and their size is congruent to `length` modulo `grid`, so that
+    the last one ends on the image's edge and strided or pooled layers see the image's pixel grid in every window."""
     n = math.ceil(length / tile)
-    bounds = [round(i * length / n / grid) * grid for i in range(n + 1)]
+    bounds = [min(round(i * length / n / grid) * grid, length) for i in range(n)] + [length]
     core = max(b - a for a, b in zip(bounds, bounds[1:]))
-    size = min(length, -(-(core + 2 * margin + grid - 1) // grid) * grid)
+    need = max(core + 2 * margin + grid - 1, least)
+    size = min(length, need + (length - need) % grid)
     for c0, c1 in zip(bounds, bounds[1:]):
-        if c0 == c1:
-            continue
-        e0 = min(max(c0 - margin, 0) // grid * grid, length - size)
-        yield c0, c1, e0, e0 + size
+        if c0 < c1:
+            e0 = min(max(c0 - margin, 0) // grid * grid, length - size)
+            yield c0, c1, e0, e0 + size
 
 
 def _ramp(c0: int, c1: int, e0: int, e1: int, length: int, margin: int, scale: int) -> torch.Tensor:

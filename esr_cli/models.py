@@ -16,7 +16,7 @@ def is_path(ref: str) -> bool:
 
 
 def load_model(ref: str | Path, scale: int | None = None, device: str = "auto", precision: str = "auto",
-               tile: int | str = 0, tile_overlap: int = 16, batch_size: int = 4,
+               tile: int | str = 0, tile_overlap: int | None = None, batch_size: int = 4,
                registry: Registry | None = None, quiet: bool = False) -> Upscaler:
     """A zoo name (`rlfn`, `rlfn-s-x2`) or a weights file (architecture detected) -> Upscaler on `device`."""
     from .checkpoint import read_state_dict

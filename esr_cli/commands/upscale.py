@@ -15,7 +15,7 @@ def upscale(
     model: ModelOpt = "rlfn",
     scale: ScaleOpt = None,
     tile: str = typer.Option("auto", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole image)."),
-    tile_overlap: TileOverlapOpt = 16,
+    tile_overlap: TileOverlapOpt = None,
     precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
     batch_size: int = typer.Option(4, help="Tiles per forward pass."),

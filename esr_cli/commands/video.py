@@ -15,7 +15,7 @@ def video(
     model: ModelOpt = "rlfn",
     scale: ScaleOpt = None,
     tile: str = typer.Option("0", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole frame)."),
-    tile_overlap: TileOverlapOpt = 16,
+    tile_overlap: TileOverlapOpt = None,
     precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
     batch_size: int = typer.Option(4, help="Frames (or tiles) per forward pass."),

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from esr_cli import tiling
+
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
     """A 'same'-padded convolution (halves the size when stride is 2)."""
@@ -24,8 +26,7 @@ class CCA(nn.Module):
             nn.Conv2d(channels // reduction, channels, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-        contrast = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+        mean, contrast = tiling.mean_std(x)  # (B, C, 1, 1), over the whole image, also when tiled
         return x * self.conv_du(contrast + mean)
 
 

@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from esr_cli import tiling
+
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+STRIDE = 6  # of MDSA's pooled maps: stride-2 conv, then pooling with stride 3
 MIN_SIZE = 15  # smaller inputs leave MDSA's stride-2 conv + 3-stride pooling too small to reflect-pad
 
 
@@ -59,7 +62,7 @@ class MultiLevelDispersionAttention(nn.Module):
 
     def branch(self, i: int, pooled: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         conv_max, conv3 = getattr(self, f"conv_max_{i}"), getattr(self, f"conv3_{i}")
-        return F.interpolate(conv3(F.gelu(conv_max(pooled))), size, mode="bilinear", align_corners=False)
+        return tiling.upsample(conv3(F.gelu(conv_max(pooled))), size, stride=STRIDE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeezed = self.conv1(x)  # (B, C/4, H, W)
@@ -95,8 +98,7 @@ class ContrastChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+        mean, std = tiling.mean_std(x)  # over the whole image, also when tiled
         return x * self.conv_du(std + mean)
 
 

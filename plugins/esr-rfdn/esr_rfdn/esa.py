@@ -6,8 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from esr_cli import tiling
+
 # Names of the conv group applied to the pooled map, in the authors' checkpoints.
 GROUP_NAMES = {1: ("conv3",), 3: ("conv_max", "conv3", "conv3_")}
+STRIDE = 6  # of the pooled map: stride-2 conv, then a max-pool with stride 3
 
 
 class ESA(nn.Module):
@@ -34,6 +37,6 @@ class ESA(nn.Module):
             v = getattr(self, name)(v)
             if i < len(self.group) - 1:
                 v = F.relu(v)
-        v = F.interpolate(v, x.shape[-2:], mode="bilinear", align_corners=False)
+        v = tiling.upsample(v, x.shape[-2:], stride=STRIDE)  # bilinear, as the whole image samples it
         mask = torch.sigmoid(self.conv4(v + self.conv_f(reduced)))
         return x * mask

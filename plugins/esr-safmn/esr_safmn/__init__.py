@@ -38,6 +38,7 @@ def read_safmnpp(sd: StateDict, scale: int | None = None) -> SAFMNPPConfig:
 
 safmn = Architecture(
     name="safmn",
+    tile_overlap=32,
     model=SAFMN,
     config=SAFMNConfig,
     detect=("to_feat.weight", "feats.0.safm.aggr.weight", "feats.0.ccm.ccm.0.weight", "to_img.0.weight"),
@@ -61,6 +62,7 @@ safmn = Architecture(
 
 gfmn = Architecture(
     name="gfmn",
+    tile_overlap=32,
     model=GFMN,
     config=GFMNConfig,
     detect=("to_feat.weight", "feats.0.norm1.weight", "feats.0.safm.aggr.weight", "feats.0.ffd.project_in.weight",
@@ -86,6 +88,7 @@ gfmn = Architecture(
 
 safmnpp = Architecture(
     name="safmnpp",
+    tile_overlap=32,
     model=SAFMNPP,
     config=SAFMNPPConfig,
     detect=("to_feat.weight", "feats.0.conv1.proj.weight", "feats.0.conv2.conv1.weight", "to_img.0.weight"),

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from esr_cli import tiling
+
 
 @dataclass(frozen=True)
 class SAFMNConfig:
@@ -45,7 +47,7 @@ class GRN(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, dim, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gx = torch.norm(x, p=2, dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        gx = tiling.l2_norm(x)  # (B, C, 1, 1), over the whole image, also when tiled
         nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
         return self.gamma * (x * nx) + self.beta + x
 
