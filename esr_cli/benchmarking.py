@@ -28,6 +28,9 @@ MIN_RUNS = 3
 """Timed runs kept even when the time budget is spent."""
 DEFAULTS = {"cuda": (10, 50, None), "cpu": (2, 10, 6.0)}
 """(warm-up runs, timed runs, time budget in seconds for the timed runs) by device type."""
+STEADY = 0.05
+MAX_ROUNDS = 3
+"""Timed runs whose interquartile range exceeds this share of their median are disturbed: timing goes on."""
 
 
 @dataclass(frozen=True)
@@ -194,30 +197,45 @@ def _quiet_stderr():
 
 
 def time_runs(run: Callable[[], object], device: torch.device, warmup: int, runs: int,
-              budget_s: float | None = None) -> list[float]:
-    """Milliseconds of each timed call of `run` after `warmup` untimed ones (CUDA events on GPU, perf_counter
-    elsewhere); stops early once `budget_s` is spent and MIN_RUNS are done."""
+              budget_s: float | None = None, steady: float = STEADY) -> list[float]:
+    """Milliseconds of `runs` consecutive timed calls of `run` after `warmup` untimed ones (CUDA events on GPU,
+    perf_counter elsewhere), from the steadiest stretch. A passing disturbance of the machine (another process, a
+    noisy neighbour of the VM) widens the spread; while the latest `runs` spread (interquartile range) by more than
+    `steady` of their median, timing goes on, up to MAX_ROUNDS times the runs and the budget. Stops early once
+    `budget_s` is spent (and MIN_RUNS are done) on a steady machine."""
     for _ in range(warmup):
         run()
     _sync(device)
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < runs:
-        if device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            run()
-            end.record()
-            end.synchronize()
-            times.append(begin.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            run()
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-        if budget_s is not None and len(times) >= MIN_RUNS and time.perf_counter() - start > budget_s:
+    while True:
+        times.append(_time_one(run, device))
+        unsteady = len(times) >= runs and _relative_spread(times[-runs:]) > steady
+        if len(times) >= runs and not unsteady or len(times) >= MAX_ROUNDS * runs:
             break
-    return times
+        if budget_s is not None and len(times) >= MIN_RUNS and \
+                time.perf_counter() - start > budget_s * (MAX_ROUNDS if unsteady else 1):
+            break
+    return min((times[i:i + runs] for i in range(max(len(times) - runs, 0) + 1)), key=_relative_spread)
+
+
+def _time_one(run: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        run()
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end)
+    t0 = time.perf_counter()
+    run()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _relative_spread(times: Sequence[float]) -> float:
+    s = spread(times)
+    return (s["q3_ms"] - s["q1_ms"]) / s["runtime_ms"]
 
 
 def _sync(device: torch.device) -> None:

@@ -12,6 +12,8 @@ the functions below. Outside a tiled run they are the plain formulas, unchanged.
 windows it says where they lie in the image (`Window`):
 - `upsample` samples the pooled map where the whole image samples it; the engine starts every window on a multiple
   of the pooling stride (the architecture's `tile_grid`) so that the window pools on the image's grid;
+- `adaptive_max_pool` pools the image's cells (uneven when a side is not a multiple of the factor) and
+  `upsample_nearest` spreads them back over the same pixels as the whole image (SAFMN's SAFM);
 - `mean_std` and `l2_norm` return the whole image's figures. The engine gathers them first, one pass over the
   windows per statistic in the order the network asks for them: each pass sums the pixels that each window owns
   (the windows' cores partition the image) and stops the network there (`Collected`).
@@ -156,3 +158,60 @@ def _taps(pooled: int, length: int, image: int, origin: int, stride: int):
     second = (first + 1).clamp_max(whole - 1)
     shift = origin // stride
     return (first - shift).clamp(0, pooled - 1), (second - shift).clamp(0, pooled - 1), weight
+
+
+def adaptive_max_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """`F.adaptive_max_pool2d(x, (h // factor, w // factor))` (at least 1 cell) over the image's cells: a window gets
+    the cells of the whole image that it overlaps (a fixed number, the last repeated), which are uneven when a side
+    is not a multiple of `factor`."""
+    window = _window.get()
+    if window is None:
+        h, w = x.shape[-2:]
+        return F.adaptive_max_pool2d(x, (max(h // factor, 1), max(w // factor, 1)))
+    per = x.shape[0] // len(window.origins)
+    parts = []
+    for k, origin in enumerate(window.origins):
+        part = x[k * per:(k + 1) * per]
+        for axis in (2, 3):
+            _, start, end = _cells(origin[axis - 2], x.shape[axis], window.statistics.size[axis - 2], factor)
+            span = int((end - start).max())
+            rows = (start[:, None] + torch.arange(span)).minimum(end[:, None] - 1).to(x.device)  # (cells, span)
+            part = part.index_select(axis, rows.flatten()).unflatten(axis, tuple(rows.shape)).amax(axis + 1)
+        parts.append(part)
+    return torch.cat(parts)
+
+
+def upsample_nearest(pooled: torch.Tensor, size: tuple[int, int], factor: int) -> torch.Tensor:
+    """`F.interpolate(pooled, size, mode="nearest")` for the cells of `adaptive_max_pool(x, factor)`, x of `size`."""
+    window = _window.get()
+    if window is None:
+        return F.interpolate(pooled, size, mode="nearest")
+    per = pooled.shape[0] // len(window.origins)
+    parts = []
+    for k, origin in enumerate(window.origins):
+        part = pooled[k * per:(k + 1) * per]
+        for axis in (2, 3):
+            image = window.statistics.size[axis - 2]
+            first, _, _ = _cells(origin[axis - 2], size[axis - 2], image, factor)
+            cells = max(image // factor, 1)
+            scale = torch.tensor(cells, dtype=torch.float32) / image  # as PyTorch computes it: in float32
+            src = (torch.arange(origin[axis - 2], origin[axis - 2] + size[axis - 2]) * scale).floor().long()
+            index = (src.clamp_max(cells - 1) - first).clamp(0, pooled.shape[axis] - 1)
+            part = part.index_select(axis, index.to(part.device))
+        parts.append(part)
+    return torch.cat(parts)
+
+
+def _cells(origin: int, length: int, image: int, factor: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Adaptive pooling's cells of an image side, those a window [origin, origin + length) overlaps: the first one's
+    index, and each one's start and end in window coordinates (clipped to it). Always as many as the most a window
+    of this length can overlap; the missing ones repeat the last."""
+    cells = max(image // factor, 1)
+    i = torch.arange(cells)
+    start, end = i * image // cells, -(-(i + 1) * image // cells)  # PyTorch's floor and ceil of i * image / cells
+    overlapped = ((end > origin) & (start < origin + length)).nonzero().flatten()
+    count = min(cells, length // (image // cells) + 2)  # the most a window this long can overlap
+    chosen = overlapped[:count].tolist()
+    chosen += chosen[-1:] * (count - len(chosen))
+    chosen = torch.tensor(chosen)
+    return int(chosen[0]), (start[chosen] - origin).clamp(0, length - 1), (end[chosen] - origin).clamp(1, length)

@@ -85,6 +85,25 @@ def _first_inside(length: int, pooled: int, origin: int) -> int:
     return int((src < origin // 6).sum())
 
 
+@pytest.mark.parametrize("factor", [4, 8, 16])
+def test_adaptive_pooling_in_a_window_uses_the_image_cells(factor):
+    """104 = 6.5 x 16: the whole image's 1/16 cells are uneven, so a window must pool the image's cells, not its own."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 104, 152)
+    reference = tiling.upsample_nearest(tiling.adaptive_max_pool(x, factor), (104, 152), factor)
+    origins, size = [(40, 56), (0, 88)], (64, 64)
+    crops = torch.cat([x[:, :, oy:oy + size[0], ox:ox + size[1]] for oy, ox in origins])
+    window = tiling.Window(tiling.Statistics((104, 152), 2), [o for o in origins for _ in range(2)],
+                           [(0, 1, 0, 1)] * 4, [0, 1, 0, 1])
+    with tiling.running(window):
+        pooled = tiling.adaptive_max_pool(crops, factor)
+        got = tiling.upsample_nearest(pooled, size, factor)
+    for k, (oy, ox) in enumerate(origins):
+        inner = slice(18, -18)  # cells cut by the window's edge are the margin's business
+        want = reference[:, :, oy:oy + size[0], ox:ox + size[1]][:, :, inner, inner]
+        assert torch.equal(got[2 * k:2 * k + 2, :, inner, inner], want)
+
+
 def test_a_window_off_the_pooling_grid_is_refused():
     window = tiling.Window(tiling.Statistics((100, 100), 1), [(5, 0)], [(0, 1, 0, 1)], [0])
     with tiling.running(window), pytest.raises(ValueError, match="tile_grid=6"):

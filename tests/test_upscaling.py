@@ -232,7 +232,7 @@ SET14_LARGEST = ("barbara", "monarch", "ppt3", "zebra")  # the most tiles, so th
 
 @pytest.mark.slow
 @pytest.mark.parametrize("weights", ["rlfn_paper_x4.pth", "mdrn_paper_x4.pth", "imdn_paper_x4.pth",
-                                     "pan_paper_x4.pth", "imdn_plus_ntire22_x4.pth"])
+                                     "pan_paper_x4.pth", "imdn_plus_ntire22_x4.pth", "gfmn_ntire23_x4.pth"])
 def test_tiled_equals_untiled_on_set14_with_real_weights(weights):
     """At the architecture's default overlap: at most 1 level, on fewer than 0.1% of the pixels."""
     from esr_cli.models import load_model

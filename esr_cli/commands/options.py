@@ -9,7 +9,7 @@ import typer
 ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Zoo name (see `esr models`) or a weights file.")]
 ScaleOpt = Annotated[int | None, typer.Option("-s", "--scale", help="Network scale (picks the weights; default 4).")]
 TileOverlapOpt = Annotated[int | None, typer.Option(
-    help="Context around each tile, blended (input pixels); default: the architecture's (24-48).")]
+    help="Context around each tile, blended (input pixels); default: the architecture's (24-64).")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]

@@ -71,9 +71,9 @@ class SAFM(nn.Module):
         out = [self.mfr[0](chunks[0])]
         for i in range(1, self.n_levels):
             factor = self.first_pool * 2 ** (i - 1)
-            # at least 1 pixel: the reference crashes on inputs smaller than the coarsest level
-            s = F.adaptive_max_pool2d(chunks[i], (max(h // factor, 1), max(w // factor, 1)))
-            out.append(F.interpolate(self.mfr[i](s), size=(h, w), mode="nearest"))
+            # at least 1 cell (the reference crashes on inputs smaller than the coarsest level); the image's cells
+            s = tiling.adaptive_max_pool(chunks[i], factor)
+            out.append(tiling.upsample_nearest(self.mfr[i](s), (h, w), factor))
         return self.act(self.aggr(torch.cat(out, dim=1))) * x
 
 
