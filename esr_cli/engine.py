@@ -113,8 +113,6 @@ class Upscaler:
         if self.tile_overlap is None:
             self.tile_overlap = self.architecture.tile_overlap
         self.module.eval().requires_grad_(False)
-        if self.device.type == "cpu":
-            keep_freed_memory()
         memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
         self.module.to(self.device, memory_format=memory_format)
         if self.device.type == "cuda" and self.precision == "fp32":
