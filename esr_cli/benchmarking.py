@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import ctypes
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -21,7 +23,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from .engine import DTYPES, Upscaler, keep_freed_memory
+from .engine import DTYPES, Upscaler
 from .errors import EsrError
 
 MIN_RUNS = 3
@@ -194,6 +196,23 @@ def _quiet_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed blocks of up to 1 GiB for reuse instead of returning them to the system.
+
+    By default every feature map above its mmap threshold is a fresh mapping: each forward on a CPU page-faults
+    all of its activations in again. For GFMN at 256x256 that was 40% of the time (150-200k page faults per
+    forward), varying by 30% from run to run; with the memory kept, the same forward is 1.6x faster and makes no
+    page faults. Process-wide and once; False where malloc is not glibc's."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(getattr(libc, "mallopt", None) and libc.mallopt(m_mmap_threshold, 1 << 30)
+                and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def time_runs(run: Callable[[], object], device: torch.device, warmup: int, runs: int,

@@ -21,6 +21,8 @@ windows it says where they lie in the image (`Window`):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,12 +46,21 @@ class Statistics:
     """True during a gathering pass: the first statistic not yet known is summed, then `Collected` is raised."""
     known: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     """Per statistic: the sums of x and of x**2 over each image, (images, C) float64."""
-    _sums: list[torch.Tensor] | None = None
+    partial: tuple[torch.Tensor, torch.Tensor] | None = None
+    """The statistic being gathered: its sums so far."""
+
+    def add(self, image: int, owned: torch.Tensor) -> None:
+        """Adds the pixels (C, h, w) of `image` that one window owns to the statistic being gathered."""
+        owned = owned.double()
+        if self.partial is None:
+            self.partial = tuple(torch.zeros(self.images, owned.shape[0], dtype=torch.float64) for _ in range(2))
+        self.partial[0][image] += owned.sum(dim=(1, 2)).cpu()
+        self.partial[1][image] += owned.pow(2).sum(dim=(1, 2)).cpu()
 
     def close(self) -> None:
         """Ends a gathering pass: the statistic summed over every window becomes known."""
-        self.known.append((self._sums[0], self._sums[1]))
-        self._sums = None
+        self.known.append(self.partial)
+        self.partial = None
 
 
 @dataclass
@@ -78,12 +89,8 @@ class Window:
             return s1.to(x.device), s2.to(x.device), count
         if not stats.gathering or index > len(stats.known):
             raise RuntimeError("whole-image statistic asked for before it was gathered")
-        if stats._sums is None:
-            stats._sums = [torch.zeros(stats.images, x.shape[1], dtype=torch.float64) for _ in range(2)]
         for b, (r0, r1, c0, c1) in enumerate(self.cores):
-            owned = x[b, :, r0:r1, c0:c1].double()
-            stats._sums[0][self.images[b]] += owned.sum(dim=(1, 2)).cpu()
-            stats._sums[1][self.images[b]] += owned.pow(2).sum(dim=(1, 2)).cpu()
+            stats.add(self.images[b], x[b, :, r0:r1, c0:c1])
         raise Collected
 
 
@@ -127,22 +134,67 @@ def upsample(pooled: torch.Tensor, size: tuple[int, int], stride: int) -> torch.
     window = _window.get()
     if window is None:
         return F.interpolate(pooled, size, mode="bilinear", align_corners=False)
-    image, n = window.statistics.size, len(window.origins)
-    per = pooled.shape[0] // n  # batch elements per window (1 unless the caller repeated them)
-    parts = []
-    for k, origin in enumerate(window.origins):
-        part = pooled[k * per:(k + 1) * per].float()
+
+    def resample(part: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
+        part = part.float()
         for axis in (2, 3):
-            i0, i1, weight = _taps(pooled.shape[axis], size[axis - 2], image[axis - 2], origin[axis - 2], stride)
-            shape = [1, 1, 1, 1]
-            shape[axis] = -1
-            weight = weight.to(part.device).view(shape)
-            part = part.index_select(axis, i0.to(part.device)) * (1 - weight) + \
-                part.index_select(axis, i1.to(part.device)) * weight
-        parts.append(part.to(pooled.dtype))
-    return torch.cat(parts)
+            first, second, weight = _taps(pooled.shape[axis], size[axis - 2], window.statistics.size[axis - 2],
+                                          origin[axis - 2], stride)
+            weight = weight.to(part.device).view([-1 if d == axis else 1 for d in range(4)])
+            part = _pick(part, axis, first) * (1 - weight) + _pick(part, axis, second) * weight
+        return part.to(pooled.dtype)
+
+    return _per_window(pooled, window, resample)
 
 
+def adaptive_max_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """`F.adaptive_max_pool2d(x, (h // factor, w // factor))` (at least 1 cell) over the image's cells: a window gets
+    the cells of the whole image that it overlaps (a fixed number, the last repeated), which are uneven when a side
+    is not a multiple of `factor`."""
+    window = _window.get()
+    if window is None:
+        h, w = x.shape[-2:]
+        return F.adaptive_max_pool2d(x, (max(h // factor, 1), max(w // factor, 1)))
+
+    def pool(part: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
+        for axis in (2, 3):
+            _, rows = _cells(origin[axis - 2], x.shape[axis], window.statistics.size[axis - 2], factor)
+            part = _pick(part, axis, rows.flatten()).unflatten(axis, tuple(rows.shape)).amax(axis + 1)
+        return part
+
+    return _per_window(x, window, pool)
+
+
+def upsample_nearest(pooled: torch.Tensor, size: tuple[int, int], factor: int) -> torch.Tensor:
+    """`F.interpolate(pooled, size, mode="nearest")` for the cells of `adaptive_max_pool(x, factor)`, x of `size`."""
+    window = _window.get()
+    if window is None:
+        return F.interpolate(pooled, size, mode="nearest")
+
+    def spread(part: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
+        for axis in (2, 3):
+            index = _nearest(pooled.shape[axis], size[axis - 2], window.statistics.size[axis - 2], origin[axis - 2],
+                             factor)
+            part = _pick(part, axis, index)
+        return part
+
+    return _per_window(pooled, window, spread)
+
+
+def _per_window(t: torch.Tensor, window: Window, op: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]):
+    """op(element, its origin) for each element (1, C, h, w) of a batch of windows, concatenated."""
+    if t.shape[0] != len(window.origins):
+        raise ValueError(f"a batch of {t.shape[0]} maps for {len(window.origins)} windows")
+    return torch.cat([op(part, origin) for part, origin in zip(t.split(1), window.origins)])
+
+
+def _pick(t: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
+    return t.index_select(axis, index.to(t.device))
+
+
+# The index helpers below depend on integers only: cached, since every window of a run and every layer asks again.
+
+@functools.lru_cache(maxsize=1024)
 def _taps(pooled: int, length: int, image: int, origin: int, stride: int):
     """For each of the window's `length` pixels along one axis: the two pooled cells (in the window's pooled map)
     that bilinear resizing of the whole image's pooled map reads, and the weight of the second."""
@@ -160,58 +212,29 @@ def _taps(pooled: int, length: int, image: int, origin: int, stride: int):
     return (first - shift).clamp(0, pooled - 1), (second - shift).clamp(0, pooled - 1), weight
 
 
-def adaptive_max_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """`F.adaptive_max_pool2d(x, (h // factor, w // factor))` (at least 1 cell) over the image's cells: a window gets
-    the cells of the whole image that it overlaps (a fixed number, the last repeated), which are uneven when a side
-    is not a multiple of `factor`."""
-    window = _window.get()
-    if window is None:
-        h, w = x.shape[-2:]
-        return F.adaptive_max_pool2d(x, (max(h // factor, 1), max(w // factor, 1)))
-    per = x.shape[0] // len(window.origins)
-    parts = []
-    for k, origin in enumerate(window.origins):
-        part = x[k * per:(k + 1) * per]
-        for axis in (2, 3):
-            _, start, end = _cells(origin[axis - 2], x.shape[axis], window.statistics.size[axis - 2], factor)
-            span = int((end - start).max())
-            rows = (start[:, None] + torch.arange(span)).minimum(end[:, None] - 1).to(x.device)  # (cells, span)
-            part = part.index_select(axis, rows.flatten()).unflatten(axis, tuple(rows.shape)).amax(axis + 1)
-        parts.append(part)
-    return torch.cat(parts)
-
-
-def upsample_nearest(pooled: torch.Tensor, size: tuple[int, int], factor: int) -> torch.Tensor:
-    """`F.interpolate(pooled, size, mode="nearest")` for the cells of `adaptive_max_pool(x, factor)`, x of `size`."""
-    window = _window.get()
-    if window is None:
-        return F.interpolate(pooled, size, mode="nearest")
-    per = pooled.shape[0] // len(window.origins)
-    parts = []
-    for k, origin in enumerate(window.origins):
-        part = pooled[k * per:(k + 1) * per]
-        for axis in (2, 3):
-            image = window.statistics.size[axis - 2]
-            first, _, _ = _cells(origin[axis - 2], size[axis - 2], image, factor)
-            cells = max(image // factor, 1)
-            scale = torch.tensor(cells, dtype=torch.float32) / image  # as PyTorch computes it: in float32
-            src = (torch.arange(origin[axis - 2], origin[axis - 2] + size[axis - 2]) * scale).floor().long()
-            index = (src.clamp_max(cells - 1) - first).clamp(0, pooled.shape[axis] - 1)
-            part = part.index_select(axis, index.to(part.device))
-        parts.append(part)
-    return torch.cat(parts)
-
-
-def _cells(origin: int, length: int, image: int, factor: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """Adaptive pooling's cells of an image side, those a window [origin, origin + length) overlaps: the first one's
-    index, and each one's start and end in window coordinates (clipped to it). Always as many as the most a window
-    of this length can overlap; the missing ones repeat the last."""
+@functools.lru_cache(maxsize=1024)
+def _cells(origin: int, length: int, image: int, factor: int) -> tuple[int, torch.Tensor]:
+    """Adaptive pooling's cells of an image side that a window [origin, origin + length) overlaps: the first one's
+    index, and the window pixels of each (cells, longest cell), a cell's last pixel repeated to fill its row. Always
+    as many cells as the most a window of this length can overlap; the missing ones repeat the last."""
     cells = max(image // factor, 1)
     i = torch.arange(cells)
     start, end = i * image // cells, -(-(i + 1) * image // cells)  # PyTorch's floor and ceil of i * image / cells
     overlapped = ((end > origin) & (start < origin + length)).nonzero().flatten()
     count = min(cells, length // (image // cells) + 2)  # the most a window this long can overlap
     chosen = overlapped[:count].tolist()
-    chosen += chosen[-1:] * (count - len(chosen))
-    chosen = torch.tensor(chosen)
-    return int(chosen[0]), (start[chosen] - origin).clamp(0, length - 1), (end[chosen] - origin).clamp(1, length)
+    chosen = torch.tensor(chosen + chosen[-1:] * (count - len(chosen)))
+    start, end = (start[chosen] - origin).clamp(0, length - 1), (end[chosen] - origin).clamp(1, length)
+    pixels = (start[:, None] + torch.arange(int((end - start).max()))).minimum(end[:, None] - 1)
+    return int(chosen[0]), pixels
+
+
+@functools.lru_cache(maxsize=1024)
+def _nearest(pooled: int, length: int, image: int, origin: int, factor: int) -> torch.Tensor:
+    """For each of the window's `length` pixels along one axis: the cell of `_cells` that nearest resizing of the
+    whole image's cells reads, as an index into the window's cells."""
+    first, _ = _cells(origin, length, image, factor)
+    cells = max(image // factor, 1)
+    scale = torch.tensor(cells, dtype=torch.float32) / image  # as PyTorch computes it: in float32
+    src = (torch.arange(origin, origin + length) * scale).floor().long()
+    return (src.clamp_max(cells - 1) - first).clamp(0, pooled - 1)

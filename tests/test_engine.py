@@ -112,21 +112,3 @@ def test_pads_up_to_the_minimum_size():
     assert Upscaler(net, arch, TinyConfig()).upscale(torch.rand(1, 3, 5, 30)).shape == (1, 3, 10, 60)
     assert seen == [(16, 32)]
 
-
-def test_kept_memory_makes_repeated_forwards_fault_free():
-    """glibc's default maps every large feature map afresh, so each CPU forward page-faults its activations in again
-    (GFMN 256x256: 150-200k faults, 40% of the time); keep_freed_memory stops that."""
-    resource = pytest.importorskip("resource")
-    from esr_cli.engine import keep_freed_memory
-
-    if not keep_freed_memory():
-        pytest.skip("malloc is not glibc's")
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, padding=1))
-    x = torch.rand(1, 3, 400, 400)  # 41 MB feature maps: above the 32 MB where glibc always maps afresh
-    with torch.inference_mode():
-        for _ in range(2):
-            net(x)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        net(x)
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert faults < 500, faults  # without it: 50,005 faults
