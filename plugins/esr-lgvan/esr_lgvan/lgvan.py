@@ -6,21 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ChannelNorm(nn.Module):
-    """LayerNorm over the channels of a (B, C, H, W) map."""
-
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+from esr_cli.layers import LayerNorm2d
 
 
 def depthwise(dim: int, kernel: tuple[int, int], padding: tuple[int, int], dilation: int = 1) -> nn.Conv2d:
@@ -56,7 +42,7 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.norm = ChannelNorm(dim)
+        self.norm = LayerNorm2d(dim)
         self.scale = nn.Parameter(torch.zeros(1, dim, 1, 1))
         self.proj_1 = nn.Conv2d(dim, dim, 1)
         self.activation = nn.GELU()
@@ -74,7 +60,7 @@ class LEFN(nn.Module):
     def __init__(self, dim: int, expansion: int = 2):
         super().__init__()
         hidden = expansion * dim
-        self.norm = ChannelNorm(dim)
+        self.norm = LayerNorm2d(dim)
         self.scale = nn.Parameter(torch.zeros(1, dim, 1, 1))
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.activation = nn.GELU()

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .safmn import SAFM, LayerNorm2d
+from esr_cli.layers import LayerNorm2d
+
+from .safmn import SAFM
 
 
 @dataclass(frozen=True)

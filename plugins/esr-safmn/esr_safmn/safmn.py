@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from esr_cli import tiling
+from esr_cli.layers import LayerNorm2d
 
 
 @dataclass(frozen=True)
@@ -20,22 +21,6 @@ class SAFMNConfig:
     """True: the NTIRE 2023 ESR variant (team15): a GRN after the stem replaces the blocks' LayerNorms, the blocks have
     no biases, SAFM pools from 1/4 instead of 1/2, and a bilinear upsampling of the input is the global skip."""
     scale: int = 4
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of a (B, C, H, W) tensor."""
-
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class GRN(nn.Module):
