@@ -28,11 +28,11 @@ from .errors import EsrError
 
 MIN_RUNS = 3
 """Timed runs kept even when the time budget is spent."""
-DEFAULTS = {"cuda": (10, 50, None), "cpu": (2, 10, 6.0)}
-"""(warm-up runs, timed runs, time budget in seconds for the timed runs) by device type."""
-STEADY = 0.05
-MAX_ROUNDS = 3
-"""Timed runs whose interquartile range exceeds this share of their median are disturbed: timing goes on."""
+MAX_RUNS = 1000
+"""Timed runs of a model at most, however fast it is."""
+DEFAULTS = {"cuda": (10, 50, None), "cpu": (2, None, 6.0)}
+"""(warm-up runs, timed runs, time budget in seconds for the timed runs) by device type. Without a number of runs,
+a model gets as many as its budget holds."""
 
 
 @dataclass(frozen=True)
@@ -165,13 +165,16 @@ def _count(module: nn.Module, x: torch.Tensor) -> dict[str, int]:
 # ---- measured figures ---------------------------------------------------------------------------
 
 def peak_memory(run: Callable[[], object], device: torch.device, resident: int) -> tuple[float, str]:
-    """(MiB, what it is) of one call of `run`. `resident`: bytes already live (weights + input), added on CPU."""
-    if device.type == "cuda":
+    """(MiB, what it is) of one call of `run`. `resident`: bytes of its weights and input, added to what the run
+    allocates."""
+    if device.type == "cuda":  # other models may be loaded: count only what this run adds to `resident`
         torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         run()
         torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max_memory_allocated, reset before the run"
+        peak = torch.cuda.max_memory_allocated(device) - before
+        return (resident + peak) / 2**20, "CUDA: weights + input + max_memory_allocated above them in one run (reset)"
     from torch.profiler import ProfilerActivity, profile
 
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -215,27 +218,31 @@ def keep_freed_memory() -> bool:
                 and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
-def time_runs(run: Callable[[], object], device: torch.device, warmup: int, runs: int,
-              budget_s: float | None = None, steady: float = STEADY) -> list[float]:
-    """Milliseconds of `runs` consecutive timed calls of `run` after `warmup` untimed ones (CUDA events on GPU,
-    perf_counter elsewhere), from the steadiest stretch. A passing disturbance of the machine (another process, a
-    noisy neighbour of the VM) widens the spread; while the latest `runs` spread (interquartile range) by more than
-    `steady` of their median, timing goes on, up to MAX_ROUNDS times the runs and the budget. Stops early once
-    `budget_s` is spent (and MIN_RUNS are done) on a steady machine."""
-    for _ in range(warmup):
-        run()
-    _sync(device)
-    times: list[float] = []
-    start = time.perf_counter()
-    while True:
-        times.append(_time_one(run, device))
-        unsteady = len(times) >= runs and _relative_spread(times[-runs:]) > steady
-        if len(times) >= runs and not unsteady or len(times) >= MAX_ROUNDS * runs:
-            break
-        if budget_s is not None and len(times) >= MIN_RUNS and \
-                time.perf_counter() - start > budget_s * (MAX_ROUNDS if unsteady else 1):
-            break
-    return min((times[i:i + runs] for i in range(max(len(times) - runs, 0) + 1)), key=_relative_spread)
+def planned_runs(estimate_ms: float, runs: int | None, budget_s: float | None) -> int:
+    """Timed runs for a model whose forward takes about `estimate_ms`: `runs`, as many as fit in `budget_s` when
+    that is less (or when `runs` is None), never fewer than MIN_RUNS nor more than MAX_RUNS."""
+    fit = MAX_RUNS if budget_s is None else int(budget_s * 1e3 / max(estimate_ms, 1e-3))
+    return max(MIN_RUNS, min(runs or MAX_RUNS, fit, MAX_RUNS))
+
+
+def schedule(counts: Sequence[int]) -> list[list[int]]:
+    """Rounds of indices into `counts`: index i comes up counts[i] times, spread evenly over the rounds.
+
+    Timing models in these rounds instead of one after another spreads each model's runs over the whole sweep, so
+    every median is taken over the same stretches of the machine: a VM's speed drifts by 20-40% over seconds."""
+    rounds = max(counts, default=0)
+    return [[i for i, n in enumerate(counts) if (r + 1) * n // rounds > r * n // rounds] for r in range(rounds)]
+
+
+def time_interleaved(runs: Sequence[Callable[[], object]], counts: Sequence[int],
+                     device: torch.device) -> list[list[float]]:
+    """Milliseconds of counts[i] timed calls of runs[i], interleaved by `schedule` (CUDA events on GPU,
+    perf_counter elsewhere). The callers have warmed every run up."""
+    times: list[list[float]] = [[] for _ in runs]
+    for round_ in schedule(counts):
+        for i in round_:
+            times[i].append(_time_one(runs[i], device))
+    return times
 
 
 def _time_one(run: Callable[[], object], device: torch.device) -> float:
@@ -250,11 +257,6 @@ def _time_one(run: Callable[[], object], device: torch.device) -> float:
     run()
     _sync(device)
     return (time.perf_counter() - t0) * 1e3
-
-
-def _relative_spread(times: Sequence[float]) -> float:
-    s = spread(times)
-    return (s["q3_ms"] - s["q1_ms"]) / s["runtime_ms"]
 
 
 def _sync(device: torch.device) -> None:
@@ -272,19 +274,31 @@ def spread(times: Sequence[float]) -> dict[str, float]:
 
 # ---- one model, many models --------------------------------------------------------------------
 
-def measure(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs: int | None = None,
-            budget_s: float | None = None) -> Row:
-    """Every figure of one loaded model on a (1, 3, size, size) input; the first warm-up run measures memory."""
+@dataclass
+class Prepared:
+    """A loaded model with its shape figures and memory measured, warmed up, and the timed runs it is due."""
+
+    row: Row
+    run: Callable[[], None]
+    runs: int
+    estimate_ms: float
+    """The last warm-up run's time."""
+
+
+def prepare(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs: int | None = None,
+            budget_s: float | None = None) -> Prepared:
+    """Every figure but runtime of one loaded model on a (1, 3, size, size) input; the first warm-up run measures
+    memory, the last one how many timed runs fit in the budget (see DEFAULTS)."""
     arch, device = upscaler.architecture, upscaler.device
     if size % arch.size_multiple:
         raise EsrError(f"{arch.name} needs input sides that are multiples of {arch.size_multiple}; --size {size}")
     default_warmup, default_runs, default_budget = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
-    warmup = default_warmup if warmup is None else warmup
+    warmup = max(default_warmup if warmup is None else warmup, 1)
     runs, budget_s = runs or default_runs, budget_s if budget_s is not None else default_budget
     if device.type == "cpu":
         keep_freed_memory()  # no page faults in the timed forwards (not in the engine: it raises peak memory)
     module = upscaler.module
-    row = Row(upscaler.name, arch.name, upscaler.scale, size, str(device), upscaler.precision,
+    row = Row(upscaler.name, arch.name, upscaler.scale, size, str(device), upscaler.precision, warmup=warmup,
               reference_psnr=upscaler.weights.reference_psnr if upscaler.weights else None)
     for key, value in complexity(module, size, arch.input_range).items():
         setattr(row, key, value)
@@ -299,40 +313,63 @@ def measure(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs
             module(x)
 
     resident = sum(t.numel() * t.element_size() for t in module.state_dict().values()) + x.numel() * 4
+    start = time.perf_counter()
     row.memory_mb, row.memory_kind = peak_memory(run, device, resident)
-    times = time_runs(run, device, max(warmup - 1, 0), runs, budget_s)
+    estimate = (time.perf_counter() - start) * 1e3
+    for _ in range(warmup - 1):
+        estimate = _time_one(run, device)
+    return Prepared(row, run, planned_runs(estimate, runs, budget_s), estimate)
+
+
+def finish(row: Row, times: Sequence[float]) -> Row:
+    """`row` with the runtime figures of its timed runs."""
     for key, value in spread(times).items():
         setattr(row, key, value)
-    row.runs, row.warmup = len(times), max(warmup, 1)
-    row.throughput_mpx_s = (size * upscaler.scale) ** 2 / (row.runtime_ms * 1e3)
+    row.runs = len(times)
+    row.throughput_mpx_s = (row.size * row.scale) ** 2 / (row.runtime_ms * 1e3)
     return row
+
+
+def measure(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs: int | None = None,
+            budget_s: float | None = None) -> Row:
+    """Every figure of one loaded model on a (1, 3, size, size) input."""
+    ready = prepare(upscaler, size, warmup, runs, budget_s)
+    return finish(ready.row, time_interleaved([ready.run], [ready.runs], upscaler.device)[0])
 
 
 def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", precision: str = "fp32",
               warmup: int | None = None, runs: int | None = None, budget_s: float | None = None,
               dataset: str | Path | None = None, scale: int | None = None,
               progress: Callable[[str], None] | None = None) -> list[Row]:
-    """Rows sorted by runtime (skipped models last, with their reason). Models are zoo names or weights files."""
+    """Rows sorted by runtime (skipped models last, with their reason). Models are zoo names or weights files.
+
+    Every model is loaded and measured first; then all are timed together, in interleaved rounds (`schedule`)."""
     from .models import load_model
 
-    rows = []
+    ready, rows = [], []
     for ref in models:
         if progress:
-            progress(ref)
+            progress(f"measuring {ref} ...")
         try:
             upscaler = load_model(ref, scale=scale, device=device, precision=precision, quiet=True)
-            row = measure(upscaler, size, warmup, runs, budget_s)
+            prepared = prepare(upscaler, size, warmup, runs, budget_s)
             if dataset is not None:
                 from .evaluation import evaluate
 
                 result = evaluate([upscaler], [dataset])[0]
-                row.psnr, row.dataset = result.psnr, result.dataset
+                prepared.row.psnr, prepared.row.dataset = result.psnr, result.dataset
+            ready.append(prepared)
         except (EsrError, OSError, RuntimeError) as e:  # one failing model never ends a sweep
             message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            row = Row(str(ref), skipped=message if isinstance(e, EsrError) else f"{type(e).__name__}: {message}")
-        rows.append(row)
+            rows.append(Row(str(ref), skipped=message if isinstance(e, EsrError) else f"{type(e).__name__}: {message}"))
         upscaler = None
         gc.collect()
+    if ready:
+        if progress:
+            seconds = sum(p.runs * p.estimate_ms for p in ready) / 1e3
+            progress(f"timing {len(ready)} models in interleaved rounds (about {seconds:.0f} s) ...")
+        times = time_interleaved([p.run for p in ready], [p.runs for p in ready], torch.device(ready[0].row.device))
+        rows += [finish(p.row, t) for p, t in zip(ready, times)]
     return sort_rows(rows)
 
 

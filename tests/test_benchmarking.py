@@ -16,7 +16,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from esr_cli import benchmarking, registry
-from esr_cli.benchmarking import NTIRE, Row, complexity, peak_memory, spread, time_runs
+from esr_cli.benchmarking import (MAX_RUNS, MIN_RUNS, NTIRE, Row, complexity, peak_memory, planned_runs, schedule,
+                                  spread, time_interleaved)
 from esr_cli.commands.benchmark import benchmark as benchmark_command
 from esr_cli.engine import Upscaler
 from esr_cli.errors import EsrError
@@ -88,31 +89,56 @@ def test_ntire_figures(name):
     assert c["convs"] == published.convs
 
 
-def test_time_runs_and_spread():
-    calls = []
-    times = time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=2, runs=5, steady=float("inf"))
-    assert len(times) == 5 and len(calls) == 7 and all(t >= 0 for t in times)
+def test_spread():
     s = spread([4.0, 1.0, 3.0, 2.0, 100.0])
     assert s["runtime_ms"] == 3.0 and s["min_ms"] == 1.0 and s["max_ms"] == 100.0 and s["q1_ms"] <= s["q3_ms"]
     assert spread([2.0])["runtime_ms"] == 2.0
 
 
-def test_a_passing_disturbance_is_timed_past():
-    """Runs 3-4 are 5x slower (another process took the CPU): timing goes on and reports the steady stretch."""
-    calls = []
+@pytest.mark.parametrize("estimate_ms, runs, budget_s, expected", [
+    (30.0, None, 6.0, 200),                 # as many as the budget holds
+    (700.0, None, 6.0, 8),
+    (5000.0, None, 6.0, MIN_RUNS),          # never fewer than MIN_RUNS
+    (30.0, 10, 6.0, 10),                    # --runs caps them
+    (700.0, 10, 6.0, 8),                    # the budget caps --runs
+    (700.0, 50, None, 50),                  # no budget (CUDA): exactly --runs
+    (0.0, None, 6.0, MAX_RUNS),
+])
+def test_planned_runs(estimate_ms, runs, budget_s, expected):
+    assert planned_runs(estimate_ms, runs, budget_s) == expected
 
-    def run():
-        calls.append(1)
-        time.sleep(0.010 if 3 <= len(calls) <= 4 else 0.002)
 
-    times = time_runs(run, torch.device("cpu"), warmup=0, runs=5, budget_s=1.0)
-    assert len(times) == 5 and len(calls) > 5
-    assert spread(times)["runtime_ms"] < 5
+def test_schedule_spreads_each_models_runs_over_the_rounds():
+    rounds = schedule([10, 5, 3, 1])
+    assert len(rounds) == 10
+    for i, n in enumerate([10, 5, 3, 1]):
+        at = [r for r, round_ in enumerate(rounds) if i in round_]
+        assert len(at) == n
+        assert max(b - a for a, b in zip([-1, *at], [*at, 10])) <= -(-10 // n)  # no gap longer than 10/n rounds
+    assert schedule([]) == []
 
 
-def test_time_budget_keeps_the_minimum_runs():
-    times = time_runs(lambda: torch.ones(1), torch.device("cpu"), warmup=0, runs=50, budget_s=0.0)
-    assert len(times) == benchmarking.MIN_RUNS
+def test_interleaving_gives_every_model_the_same_machine():
+    """The machine is 3x slower for the first 40% of the sweep. Timed one after the other, the first model's median
+    is slow and the second's fast; interleaved, both medians are the fast time."""
+
+    def sweep(interleaved: bool) -> list[float]:
+        calls = []
+
+        def run():
+            calls.append(1)
+            time.sleep(0.006 if len(calls) <= 8 else 0.002)
+
+        if interleaved:
+            times = time_interleaved([run, run], [10, 10], torch.device("cpu"))
+        else:
+            times = [time_interleaved([run], [10], torch.device("cpu"))[0] for _ in range(2)]
+        return [spread(t)["runtime_ms"] for t in times]
+
+    first, second = sweep(interleaved=False)
+    assert first > 2 * second
+    first, second = sweep(interleaved=True)
+    assert first < 4 and second < 4
 
 
 def test_cpu_peak_memory_sees_the_allocations():
@@ -192,13 +218,16 @@ def cli() -> typer.Typer:
 def test_command_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "default_registry", lambda: registry.Registry.of(tiny))
     tiny_weights(tmp_path / "tiny.pth")
+    tiny_weights(tmp_path / "other.pth")
     result = CliRunner().invoke(cli(), ["benchmark", "-m", str(tmp_path / "tiny.pth"), "-m", "nothing-x4",
-                                        "--size", "32", "--runs", "3", "--warmup", "1", "--device", "cpu",
+                                        "-m", str(tmp_path / "other.pth"), "--size", "32", "--runs", "3",
+                                        "--warmup", "1", "--device", "cpu",
                                         "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv")])
     assert result.exit_code == 0, result.output
     assert "tiny.pth" in result.output and "skipped nothing-x4: no model named" in result.output
+    assert "timing 2 models in interleaved rounds" in result.output
     models = json.loads((tmp_path / "b.json").read_text())["models"]
-    assert models[0]["runs"] == 3 and models[0]["convs"] == 3 and models[1]["skipped"]
+    assert [m["runs"] for m in models] == [3, 3, 0] and models[0]["convs"] == 3 and models[2]["skipped"]
 
 
 def test_command_needs_models_or_all():
