@@ -39,6 +39,7 @@ class Evil:
         return (os.system, ("touch PWNED",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch on the hostile pickle
 def test_refuses_a_pickle_that_runs_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"weight": torch.zeros(1), "payload": Evil()}, tmp_path / "evil.pth")
