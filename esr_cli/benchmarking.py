@@ -479,23 +479,22 @@ def plot(rows: Sequence[Row], path: str | Path, x: str = "runtime") -> None:
     points = [(r, y) for r, y in points if y is not None]
     if not points:
         raise EsrError("--plot needs a PSNR per model: pass --dataset, or models whose plugin gives a reference PSNR")
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for scale in sorted({r.scale for r, _ in points}):
+    scales = sorted({r.scale for r, _ in points})
+    fig, axes = plt.subplots(len(scales), 1, sharex=True, squeeze=False, figsize=(9, 2 + 3.5 * len(scales)))
+    dataset = next((r.dataset for r, _ in points if r.dataset), "")
+    for ax, scale in zip(axes[:, 0], scales):  # one panel per scale: PSNRs of x2 and x4 are 6 dB apart
         group = [(r, y) for r, y in points if r.scale == scale]
         xs = [r.runtime_ms if x == "runtime" else r.macs / 1e9 for r, _ in group]
-        ax.scatter(xs, [y for _, y in group], s=[max(r.params / 1e3, 5) for r, _ in group], alpha=0.5,
-                   label=f"x{scale}")
+        ax.scatter(xs, [y for _, y in group], s=[max(r.params / 1e3, 5) for r, _ in group], alpha=0.5)
         for xv, (r, y) in zip(xs, group):
             ax.annotate(r.model, (xv, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_ylabel(f"x{scale}: " + (f"PSNR [dB], {dataset} (measured)" if measured else "Set5 Y-PSNR [dB]"))
+        ax.grid(True, which="both", alpha=0.3)
     first = points[0][0]
-    ax.set_xscale("log")
     ax.set_xlabel(f"runtime [ms], median, {first.device} {first.precision}, {first.size}x{first.size} LR"
                   if x == "runtime" else f"FLOPs [G] (multiply-accumulates), {first.size}x{first.size} LR")
-    dataset = next((r.dataset for r, _ in points if r.dataset), "")
-    ax.set_ylabel(f"PSNR [dB], {dataset} (measured)" if measured else "Set5 Y-PSNR [dB] (plugin reference)")
-    ax.set_title("bubble area ~ parameters")
-    ax.legend(title="scale", markerscale=0.5)
-    ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].set_title("bubble area ~ parameters" + ("" if measured else "; PSNR: the plugins' reference figures"))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
