@@ -153,6 +153,22 @@ def test_cpu_peak_memory_sees_the_allocations():
     assert mib >= 64 * 64 * 64 * 4 / 2**20 and "profiler" in kind
 
 
+def test_cuda_peak_memory_leaves_out_other_loaded_models(monkeypatch):
+    """All models of a sweep stay loaded: a model's peak is its weights and input plus what its run adds."""
+    allocated = {"now": 300 * 2**20, "peak": 300 * 2**20}  # 300 MiB of other models' weights
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocated["now"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: allocated["peak"])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda device=None: allocated.update(peak=allocated["now"]))
+
+    def run():
+        allocated["peak"] += 64 * 2**20
+
+    mib, kind = peak_memory(run, torch.device("cuda"), resident=16 * 2**20)
+    assert mib == 80 and "CUDA" in kind
+
+
 def tiny_upscaler(scale: int = 2) -> Upscaler:
     return Upscaler(TinyNet(scale=scale), tiny, TinyConfig(scale=scale))
 
