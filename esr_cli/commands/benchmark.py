@@ -13,11 +13,12 @@ def benchmark(
     size: int = typer.Option(256, help="Side of the square LR input (NTIRE: 256)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32 (as NTIRE), fp16, bf16 or auto."),
-    runs: int = typer.Option(None, help="Timed runs per model [default: 50 on CUDA, elsewhere as many as fit in "
-                                        "--budget]."),
-    warmup: int = typer.Option(None, help="Untimed runs first; the first measures memory [default: 10 CUDA, 2]."),
+    runs: int = typer.Option(None, help="Timed runs per model (default: 50 on CUDA, elsewhere as many as fit in "
+                                        "--budget)."),
+    warmup: int = typer.Option(None, help="Untimed runs first; the first measures memory (default: 10 on CUDA, "
+                                          "2 elsewhere)."),
     budget: float = typer.Option(None, help="Seconds of timed runs per model, spread over the whole sweep (at "
-                                            "least 3 runs) [default: none on CUDA, 6 elsewhere]."),
+                                            "least 3 runs) (default: none on CUDA, 6 elsewhere)."),
     scale: int = typer.Option(None, "-s", "--scale", help="Scale for short model names."),
     dataset: str = typer.Option(None, help="Also measure PSNR on this dataset (folder or name under ESR_DATA)."),
     threads: int = typer.Option(None, help="CPU threads."),
