@@ -362,8 +362,7 @@ def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", prec
         except (EsrError, OSError, RuntimeError) as e:  # one failing model never ends a sweep
             message = str(e).strip().splitlines()[0] if str(e).strip() else ""
             rows.append(Row(str(ref), skipped=message if isinstance(e, EsrError) else f"{type(e).__name__}: {message}"))
-        upscaler = None
-        gc.collect()
+            gc.collect()  # what the failed model held (measured models stay loaded until the timing)
     if ready:
         if progress:
             seconds = sum(p.runs * p.estimate_ms for p in ready) / 1e3
