@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from .options import DeviceOpt, ScaleOpt, ThreadsOpt, use_threads
+
 
 def benchmark(
     model: list[str] = typer.Option(None, "-m", "--model", help="Zoo name or weights file; repeat for several."),
     all_: bool = typer.Option(False, "--all", help="Every pretrained weights of the installed plugins."),
     size: int = typer.Option(256, help="Side of the square LR input (NTIRE: 256)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: DeviceOpt = "auto",
     precision: str = typer.Option("fp32", help="fp32 (as NTIRE), fp16, bf16 or auto."),
     runs: int = typer.Option(None, help="Timed runs per model (default: 50 on CUDA, elsewhere as many as fit in "
                                         "--budget)."),
@@ -19,9 +21,9 @@ def benchmark(
                                           "2 elsewhere)."),
     budget: float = typer.Option(None, help="Seconds of timed runs per model, spread over the whole sweep (at "
                                             "least 3 runs) (default: none on CUDA, 6 elsewhere)."),
-    scale: int = typer.Option(None, "-s", "--scale", help="Scale for short model names."),
+    scale: ScaleOpt = None,
     dataset: str = typer.Option(None, help="Also measure PSNR on this dataset (folder or name under ESR_DATA)."),
-    threads: int = typer.Option(None, help="CPU threads."),
+    threads: ThreadsOpt = None,
     json_file: Path = typer.Option(None, "--json", help="Write every figure to this JSON file."),
     csv_file: Path = typer.Option(None, "--csv", help="Write every figure to this CSV file."),
     plot_file: Path = typer.Option(None, "--plot", help="Draw PSNR vs runtime (or FLOPs) to this PNG."),
@@ -34,10 +36,7 @@ def benchmark(
 
     if all_ == bool(model):
         raise EsrError("name models with --model, or pass --all (not both)")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    use_threads(threads)
     names = benchmarking.all_models() if all_ else model
     rows = benchmarking.benchmark(names, size=size, device=device, precision=precision, warmup=warmup, runs=runs,
                                   budget_s=budget, dataset=dataset, scale=scale,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from .options import DeviceOpt
+
 
 def evaluate(
     models: list[str] = typer.Option(..., "-m", "--model", help="Zoo name or weights file (repeat for several)."),
@@ -26,7 +28,7 @@ def evaluate(
     csv_path: Path = typer.Option(None, "--csv", help="Write the results as CSV."),
     compare: Path = typer.Option(None, help="Write a PNG of crops (HR | bicubic | each model) where they differ most."),
     precision: str = typer.Option("fp32", help="fp32 (the tables), auto, fp16 or bf16."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: DeviceOpt = "auto",
     tile: str = typer.Option("0", help="Tile size in LR pixels, auto, or 0 (whole image: exact figures)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:

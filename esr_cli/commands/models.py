@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
+from .options import ScaleOpt
+
 
 app = typer.Typer(help="List, describe, download, remove and verify pretrained weights.")
 
 NameArg = Annotated[str, typer.Argument(help="A weights name (rlfn-s-x2) or an architecture name (rlfn).")]
-ScaleOpt = Annotated[int | None, typer.Option("--scale", "-s", help="Upscaling factor for a short name (default: 4).")]
 
 
 @app.callback(invoke_without_command=True)

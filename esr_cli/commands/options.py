@@ -14,3 +14,11 @@ PrecisionOpt = Annotated[str, typer.Option(
     help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for the network.")]
+
+
+def use_threads(threads: int | None) -> None:
+    """Apply --threads (torch imported only when it is given)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt
+from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
 
 
 def upscale(
@@ -43,10 +43,7 @@ def upscale(
         raise EsrError("--skip-existing and --overwrite exclude each other")
     if fmt not in ("same", "png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"):
         raise EsrError(f"--format {fmt}: choose same, png, jpg, webp, tiff or bmp")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    use_threads(threads)
     upscaler = load_model(model, scale=scale, device=device, precision=precision, tile=_tile(tile),
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
     if compile_:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt
+from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
 
 
 def video(
@@ -41,10 +41,7 @@ def video(
 
     if segment_frames < 1 or batch_size < 1:
         raise EsrError("--segment-frames and --batch-size must be at least 1")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    use_threads(threads)
     upscaler = load_model(model, scale=scale, device=device, precision=precision, tile=_tile(tile),
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
