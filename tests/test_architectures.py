@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED
+from conftest import SHARED, zoo_entries
 
 from esr_cli import check_architecture, default_registry, read_state_dict
 from esr_cli.checkpoint import count_params
@@ -35,7 +35,7 @@ def sources():
 
 
 @pytest.mark.skipif(not sources(), reason=f"needs the shared reference weights at {SHARED / 'zoo'} (absent)")
-@pytest.mark.parametrize("entry", sources(), ids=lambda e: e["file"].split("/")[-1])
+@pytest.mark.parametrize("entry", zoo_entries(sources()))
 def test_official_file_is_declared_detected_and_counted(entry):
     """Each authors' file: declared by a plugin (same sha256), detected with strict shapes, parameters equal."""
     declared = [(a, w) for a in REGISTRY.architectures.values() for w in a.weights if w.sha256 == entry["sha256"]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED
+from conftest import SHARED, zoo_entries
 
 from esr_cli import default_registry
 from esr_cli.evaluation import evaluate
@@ -26,7 +26,7 @@ def checked():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not checked() or not SET5.is_dir(), reason=f"needs {SHARED} (zoo weights and Set5)")
-@pytest.mark.parametrize("entry", checked(), ids=lambda e: e["file"].split("/")[-1])
+@pytest.mark.parametrize("entry", zoo_entries(checked()))
 def test_set5_matches_the_authors_code(entry, mirror_dir, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ESR_MIRROR", str(mirror_dir))
     monkeypatch.setenv("ESR_CACHE", str(tmp_path_factory.getbasetemp() / "fidelity-cache"))
