@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Architecture": "architecture",
     "Weights": "architecture",
+    "Challenge": "architecture",
     "StateDict": "architecture",
     "count_blocks": "architecture",
     "shuffle_scale": "architecture",

@@ -20,6 +20,42 @@ PRECISIONS = ("fp16", "bf16")
 
 
 @dataclass(frozen=True)
+class Challenge:
+    """A weights file's row in a challenge's results table, as published. Runtime and memory were measured on
+    that table's GPU; FLOPs are multiply-accumulates for a 256x256 LR input, as the NTIRE counter reports them."""
+
+    event: str
+    """e.g. `NTIRE 2022 ESR`."""
+    year: int
+    ranks: Mapping[str, int] = field(default_factory=dict)
+    """Rank by track, the headline track first, e.g. {"runtime": 2, "complexity": 18, "overall": 6}."""
+    team: str = ""
+    params_m: float | None = None
+    flops_g: float | None = None
+    activations_m: float | None = None
+    convs: int | None = None
+    runtime_ms: float | None = None
+    memory_mb: float | None = None
+    gpu: str = ""
+    """The GPU of the published runtime and memory."""
+    val_psnr: float | None = None
+    """RGB PSNR (dB) on the challenge's validation set."""
+    test_psnr: float | None = None
+    source: str = ""
+    """Where the figures were published."""
+    note: str = ""
+    """Why a published figure cannot be compared as it stands, when it cannot."""
+
+    @property
+    def track(self) -> str:
+        return next(iter(self.ranks), "")
+
+    @property
+    def rank(self) -> int | None:
+        return next(iter(self.ranks.values()), None)
+
+
+@dataclass(frozen=True)
 class Weights:
     """One pretrained checkpoint published by an architecture's authors."""
 
@@ -41,6 +77,8 @@ class Weights:
     """Published Y-channel (PSNR dB, SSIM) by benchmark name, e.g. {"Set5": (32.24, 0.8952)}."""
     reference_psnr: float | None = None
     """Set5 Y-PSNR (dB) that the authors' own code gives with this file on the official LR images."""
+    challenge: Challenge | None = None
+    """The file's entry in a challenge's results table, for files submitted to one."""
 
 
 @dataclass(frozen=True)
