@@ -10,6 +10,9 @@ import importlib
 
 __version__ = "0.1.0"
 
+DEFAULT_MODEL = "rlfn"
+"""What `esr upscale` and `esr video` run without --model: a zoo name, resolved at the scale asked for."""
+
 _EXPORTS = {
     "Architecture": "architecture",
     "Weights": "architecture",

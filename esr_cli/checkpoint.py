@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -59,3 +60,12 @@ def canonicalize(loaded: object, origin: object = "checkpoint") -> dict:
 def count_params(state_dict: StateDict) -> int:
     """Elements of every floating-point tensor (what the papers call parameters)."""
     return sum(v.numel() for v in state_dict.values() if v.is_floating_point())
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

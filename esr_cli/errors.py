@@ -9,6 +9,15 @@ class UnknownModel(EsrError):
     """A model name or weights file that no installed architecture can place."""
 
 
+class AmbiguousModel(UnknownModel):
+    """A weights file whose tensors fit more than one architecture: the user names one (`--arch`)."""
+
+    def __init__(self, source: str, candidates: list[str]):
+        self.candidates = candidates
+        super().__init__(f"{source} fits several architectures ({', '.join(candidates)}), which read the same tensors "
+                         f"differently: name one with --arch {candidates[0]} (or another of them)")
+
+
 class BadWeights(EsrError):
     """A weights file that is missing, truncated, unsafe or of the wrong shape."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -178,7 +177,7 @@ class Protocol:
 def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | Path], scale: int | None = None,
              self_ensemble: bool = False, precision: str = "fp32", device: str = "auto", tile: int | str = 0,
              metric_space: str = "y", border: int | None = None, save_images: str | Path | None = None,
-             compare: str | Path | None = None, progress: bool = False) -> list[Result]:
+             compare: str | Path | None = None, progress: bool = False, arch: str | None = None) -> list[Result]:
     """Every model on every dataset: a Result per (dataset, model), in that order.
 
     Models are zoo names, weights files or loaded Upscalers; datasets are folders or known benchmark names
@@ -188,11 +187,9 @@ def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | P
     if metric_space not in ("y", "rgb"):
         raise EsrError(f"--metric-space {metric_space}: choose y or rgb")
     upscalers = [m if isinstance(m, Upscaler) else
-                 load_model(m, scale=scale or zoo_weights(m, "scale"), device=device, precision=precision, tile=tile,
+                 load_model(m, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
                             quiet=not progress)
                  for m in models]
-    for upscaler in upscalers:
-        upscaler.weights = upscaler.weights or zoo_weights(upscaler.source)
     protocol = Protocol(metric_space, border, self_ensemble)
     picker = ComparePicker(protocol) if compare else None
     results = []
@@ -238,20 +235,6 @@ def published(upscaler: Upscaler, dataset: str) -> tuple[float, float | None] | 
     """The authors' (PSNR, SSIM) for this weights file on this benchmark, if its plugin declares them."""
     table = upscaler.weights.published if upscaler.weights else {}
     return next((v for k, v in table.items() if canonical_name(k) == dataset), None)
-
-
-def zoo_weights(ref: str | Path, attribute: str | None = None):
-    """The installed Weights (or one attribute of it) of a file that is a zoo file (same sha256), else None.
-
-    So a zoo file given by path gets its name, scale (PAN x2 and x3 have the same shapes) and published figures."""
-    from .registry import default_registry
-
-    path = Path(ref)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    w = next((w for w in default_registry().weights() if w.sha256.lower() == digest), None)
-    return getattr(w, attribute) if w and attribute else w
 
 
 def slug(name: str) -> str:

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .architecture import Architecture, StateDict, Weights
-from .errors import UnknownModel
+from .errors import AmbiguousModel, UnknownModel
 
 GROUP = "esr.architectures"
 
@@ -99,11 +99,20 @@ class Registry:
                     return arch, w
         raise UnknownModel(f"no model named {name!r}{_closest(name, [w.name for w in self.weights()])}")
 
-    def detect(self, state_dict: StateDict, scale: int | None = None) -> Match:
-        """The one architecture whose network, built from the config read off the shapes, has exactly these tensors."""
+    def by_sha256(self, digest: str) -> tuple[Architecture, Weights] | None:
+        """The installed zoo entry whose file has this sha256, if any."""
+        digest = digest.lower()
+        return next(((a, w) for a in self.architectures.values() for w in a.weights if w.sha256.lower() == digest),
+                    None)
+
+    def detect(self, state_dict: StateDict, scale: int | None = None, arch: str | None = None,
+               source: str = "the weights") -> Match:
+        """The one architecture (of all, or the one named `arch`) whose network, built from the config read off the
+        shapes, has exactly these tensors. Several that fit raise AmbiguousModel: shapes cannot tell them apart."""
+        candidates = [self.get(arch)] if arch else list(self.architectures.values())
         matches, reasons = [], []
-        for arch in self.architectures.values():
-            result = try_architecture(arch, state_dict, scale)
+        for candidate in candidates:
+            result = try_architecture(candidate, state_dict, scale)
             if isinstance(result, Match):
                 matches.append(result)
             else:
@@ -111,11 +120,12 @@ class Registry:
         if len(matches) == 1:
             return matches[0]
         if matches:
-            names = ", ".join(m.architecture.name for m in matches)
-            raise UnknownModel(f"the weights fit several architectures ({names}); a plugin's detection is too loose")
+            raise AmbiguousModel(source, [m.architecture.name for m in matches])
+        if arch:
+            raise UnknownModel(f"{source} does not fit architecture {arch!r}: {reasons[0][2]}")
         reasons.sort(key=lambda r: r[0])
         closest = "; ".join(f"{name}: {why}" for _, name, why in reasons[:3])
-        raise UnknownModel(f"no installed architecture matches these weights (closest: {closest or 'none installed'})")
+        raise UnknownModel(f"no installed architecture matches {source} (closest: {closest or 'none installed'})")
 
 
 def try_architecture(arch: Architecture, state_dict: StateDict, scale: int | None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from .architecture import Architecture
+from .errors import AmbiguousModel
 from .registry import Registry, default_registry
 
 
@@ -23,7 +24,11 @@ def check_architecture(arch: Architecture, registry: Registry | None = None, con
         torch.manual_seed(0)
         model = arch.build(cfg).eval()
         state = model.state_dict()
-        match = others.detect(state, scale=scale)
+        try:
+            match = others.detect(state, scale=scale)
+        except AmbiguousModel as e:  # a layout shared with another architecture: the user picks with --arch
+            assert arch.name in e.candidates, f"{arch.name} x{scale}: fits {e.candidates}, not itself"
+            match = others.detect(state, scale=scale, arch=arch.name)
         assert match.architecture.name == arch.name, f"{arch.name} x{scale}: detected as {match.architecture.name}"
         assert match.config == cfg, f"{arch.name} x{scale}: read {match.config}, built {cfg}"
         fresh = arch.build(match.config)

@@ -130,15 +130,15 @@ FINETUNE = {
 
 
 def finetune_recipe(model: str, data: list[str], degrade: list[str], val: str | None = None,
-                    config: Path | None = None, overrides: list[str] = ()) -> dict:
+                    config: Path | None = None, overrides: list[str] = (), arch: str | None = None) -> dict:
     """A recipe that starts from pretrained weights (a zoo name or a file): its architecture, config and scale."""
     from .degradations import parse_degrade
-    from .models import load_model
+    from .models import locate
 
-    upscaler = load_model(model, device="cpu", precision="fp32", registry=registries.default_registry(), quiet=True)
-    config_table = {k: v for k, v in dataclasses.asdict(upscaler.config).items() if k != "scale"}
+    match, _ = locate(model, arch=arch, registry=registries.default_registry(), quiet=True)
+    config_table = {k: v for k, v in dataclasses.asdict(match.config).items() if k != "scale"}
     base = merge(merge(DEFAULTS, FINETUNE), {"name": f"finetune-{Path(model).stem}",
-                            "model": {"arch": upscaler.architecture.name, "scale": upscaler.scale,
+                            "model": {"arch": match.architecture.name, "scale": match.config.scale,
                                       "config": config_table, "init": model},
                             "data": {"train": data}})
     recipe = load_recipe(config, base=base)
@@ -217,13 +217,11 @@ def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
 
 def load_init(net: nn.Module, ref: str, arch, registry) -> None:
     """Warm start: weights of a previous stage, a file or a zoo name, loaded strictly into `net`."""
-    from .models import load_model
+    from .models import locate
 
-    upscaler = load_model(ref, device="cpu", precision="fp32", registry=registry, quiet=True)
-    if upscaler.architecture.name != arch.name:
-        raise EsrError(f"model.init {ref} is a {upscaler.architecture.name} model, the recipe trains {arch.name}")
+    match, _ = locate(ref, registry=registry, quiet=True, arch=arch.name)
     try:
-        net.load_state_dict(upscaler.module.state_dict(), strict=True)
+        net.load_state_dict(dict(match.state_dict), strict=True)
     except RuntimeError as e:
         raise EsrError(f"model.init {ref} does not fit the recipe's {arch.name} config: "
                        f"{str(e).splitlines()[0]}") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import DEFAULT_MODEL
 from .engine import Upscaler
 from .errors import EsrError
 from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Picture, from_planes, quantize, read_image,
@@ -104,7 +105,7 @@ def upscale_picture(upscaler: Upscaler, picture: Picture, tta: bool = False, out
     return from_planes(picture, planes)
 
 
-def upscale_image(source: str | Path, target: str | Path, model: str | Upscaler = "rlfn", scale: int | None = None,
+def upscale_image(source: str | Path, target: str | Path, model: str | Upscaler = DEFAULT_MODEL, scale: int | None = None,
                   tta: bool = False, outscale: float | None = None, quality: int = 95,
                   max_pixels: int | None = DEFAULT_MAX_PIXELS, **load) -> Path:
     """Upscale one image file into `target` (format from its suffix). `model` is a name, a path or an Upscaler."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
 import http.client
 import os
 import sys
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .architecture import Architecture, Weights
+from .checkpoint import sha256_of
 from .errors import DownloadError, UnknownModel
 from .registry import Registry
 
@@ -112,7 +112,7 @@ def fetch(w: Weights, quiet: bool = False) -> Path:
             return path
         part = path.with_name(path.name + ".part")
         _download(url, part, w.name, quiet, how)
-        digest = _sha256(part)
+        digest = sha256_of(part)
         if digest != w.sha256.lower():
             part.unlink()
             raise DownloadError(f"{url} served wrong bytes for {w.name} (sha256 {digest[:16]}..., expected "
@@ -125,7 +125,7 @@ def verify() -> list[tuple[Path, bool]]:
     """Every file in the cache, re-hashed against the digest its folder is named after."""
     root = cache_dir()
     files = sorted(p for p in root.glob("*/*") if p.is_file() and p.suffix not in (".part", ".lock"))
-    return [(p, _sha256(p) == p.parent.name) for p in files]
+    return [(p, sha256_of(p) == p.parent.name) for p in files]
 
 
 def remove(w: Weights) -> bool:
@@ -251,11 +251,3 @@ def _unlock(f) -> None:
         import fcntl
 
         fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()

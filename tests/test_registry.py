@@ -68,3 +68,60 @@ def test_unknown_weights_name_the_closest_candidates_and_why():
 def test_unknown_names_suggest_close_ones():
     with pytest.raises(UnknownModel, match="closest: tiny"):
         Registry.of(tiny).get("tiyn")
+
+
+# -- one layout, two networks: never a silent misload ------------------------------------------------
+
+
+class TwinNet(TinyNet):
+    """Same tensors as TinyNet, read differently (no ReLU): shapes cannot tell the two apart."""
+
+    def forward(self, x):
+        return self.shuffle(self.tail(self.body(self.head(x))))
+
+
+def twins(tmp_path):
+    """A registry of tiny and its twin, the twin with one zoo file; that file and an unknown one of the layout."""
+    import dataclasses
+    import hashlib
+
+    from esr_cli import Weights
+
+    known, unknown = tmp_path / "twin-x2.pth", tmp_path / "mine.pth"
+    torch.save(TinyNet().state_dict(), known)
+    torch.save(TinyNet(channels=6).state_dict(), unknown)
+    entry = Weights(name="twin-x2", scale=2, url="https://example.invalid/twin-x2.pth",
+                    sha256=hashlib.sha256(known.read_bytes()).hexdigest(), license="MIT",
+                    source="https://example.invalid", params=0)
+    twin = dataclasses.replace(tiny, name="twin", model=TwinNet, weights=(entry,))
+    return Registry.of(tiny, twin), known, unknown
+
+
+def test_a_layout_two_architectures_share_is_refused_unless_one_is_named(tmp_path):
+    from esr_cli.checkpoint import read_state_dict
+    from esr_cli.errors import AmbiguousModel
+    from esr_cli.models import load_model
+
+    registry, known, unknown = twins(tmp_path)
+    with pytest.raises(AmbiguousModel, match=r"fits several architectures \(tiny, twin\).*--arch tiny") as e:
+        registry.detect(read_state_dict(unknown), source=str(unknown))
+    assert str(unknown) in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert registry.detect(read_state_dict(unknown), arch="twin").architecture.name == "twin"
+    assert load_model(unknown, registry=registry, arch="tiny", device="cpu").architecture.name == "tiny"
+    with pytest.raises(UnknownModel, match="does not fit architecture 'tiny'"):
+        registry.detect({"conv.weight": torch.zeros(1)}, arch="tiny")
+
+
+def test_a_zoo_file_given_by_path_is_recognised_by_its_sha256(tmp_path):
+    from esr_cli.errors import EsrError
+    from esr_cli.models import load_model
+
+    registry, known, _ = twins(tmp_path)
+    renamed = tmp_path / "anything.pth"
+    renamed.write_bytes(known.read_bytes())
+    upscaler = load_model(renamed, registry=registry, device="cpu")
+    assert (upscaler.architecture.name, upscaler.name, type(upscaler.module)) == ("twin", "twin-x2", TwinNet)
+    with pytest.raises(EsrError, match="is twin-x2, a twin model, not tiny"):
+        load_model(renamed, registry=registry, arch="tiny", device="cpu")
+    with pytest.raises(EsrError, match="a x2 model; --scale 3"):
+        load_model(renamed, registry=registry, scale=3, device="cpu")

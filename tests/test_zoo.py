@@ -290,4 +290,4 @@ def test_every_reference_weight_downloads_by_name(entry, mirror_dir, file_server
     _, w = zoo.resolve(registry.default_registry(), name, None)
     assert w.url == entry["upstream_url"]
     path = zoo.fetch(w, quiet=True)
-    assert zoo._sha256(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]
+    assert zoo.sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .options import DeviceOpt
+from .options import ArchOpt, DeviceOpt
 
 
 def evaluate(
@@ -18,6 +18,7 @@ def evaluate(
                                        help="Folder (EDSR HR/ + LR_bicubic/, HR/ + LR/, or HR images alone: LR made "
                                             "by MATLAB bicubic) or a benchmark name under ESR_DATA (Set5, Set14, "
                                             "B100, Urban100, Manga109, DIV2K-val). Repeat for several."),
+    arch: ArchOpt = None,
     scale: int = typer.Option(None, "-s", "--scale", help="Scale (picks the zoo weights; default: each model's)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="x8 geometric self-ensemble (the '+' models)."),
     metric_space: str = typer.Option("y", help="y (BT.601 luma, the tables) or rgb (the NTIRE challenges)."),
@@ -36,7 +37,7 @@ def evaluate(
     from ..evaluation import evaluate as run
     from .upscale import _tile
 
-    results = run(models, datasets, scale=scale, self_ensemble=self_ensemble, precision=precision, device=device,
+    results = run(models, datasets, scale=scale, arch=arch, self_ensemble=self_ensemble, precision=precision, device=device,
                   tile=_tile(tile), metric_space=metric_space, border=border,
                   save_images=save_images, compare=compare, progress=not quiet)
     typer.echo(format_table(results, per_image))

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Zoo name (see `esr models`) or a weights file.")]
+ArchOpt = Annotated[str | None, typer.Option(
+    "--arch", help="Architecture of a weights file whose tensors fit several (see `esr plugins`).")]
 ScaleOpt = Annotated[int | None, typer.Option("-s", "--scale", help="Network scale (picks the weights; default 4).")]
 TileOverlapOpt = Annotated[int | None, typer.Option(
     help="Context around each tile, blended (input pixels); default: the architecture's (24-64).")]

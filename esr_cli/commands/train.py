@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .options import ArchOpt
+
 
 def train(
     config: Path = typer.Option(..., "-c", "--config", help="Recipe (TOML): model, data, loss, optim, schedule, ..."),
@@ -26,6 +28,7 @@ def train(
 def finetune(
     model: str = typer.Option(..., "-m", "--model", help="Zoo name or weights file to start from."),
     data: list[Path] = typer.Option(..., "-d", "--data", help="HR image folder (repeatable)."),
+    arch: ArchOpt = None,
     degrade: list[str] = typer.Option([], "--degrade",
                                       help="noise=SIGMA[-SIGMA] (0..1 scale), blur=K,SIGMA[-SIGMA], jpeg=Q[-Q]; "
                                            "applied in that order to the LR input (repeatable)."),
@@ -43,7 +46,7 @@ def finetune(
     overrides = list(set_)
     overrides += [f"train.iters={iters}"] if iters else []
     overrides += [f'train.device="{device}"'] if device else []
-    recipe = finetune_recipe(model, [str(p) for p in data], degrade, val, config, overrides)
+    recipe = finetune_recipe(model, [str(p) for p in data], degrade, val, config, overrides, arch=arch)
     weights = run(recipe, _output(output, resume, recipe["name"]), resume=resume)
     typer.echo(str(weights))
 

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
-from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
+from .. import DEFAULT_MODEL
+from .options import ArchOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
 
 
 def upscale(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs."),
     output: Path = typer.Option(None, "-o", "--output", help="Output folder (default: beside each input)."),
-    model: ModelOpt = "rlfn",
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = None,
     scale: ScaleOpt = None,
     tile: str = typer.Option("auto", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole image)."),
     tile_overlap: TileOverlapOpt = None,
@@ -44,7 +46,7 @@ def upscale(
     if fmt not in ("same", "png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"):
         raise EsrError(f"--format {fmt}: choose same, png, jpg, webp, tiff or bmp")
     use_threads(threads)
-    upscaler = load_model(model, scale=scale, device=device, precision=precision, tile=_tile(tile),
+    upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=_tile(tile),
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
     if compile_:
         upscaler.compile()

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
-from .options import DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
+from .. import DEFAULT_MODEL
+from .options import ArchOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
 
 
 def video(
     source: Path = typer.Argument(..., help="Video file (anything the bundled ffmpeg reads)."),
     output: Path = typer.Option(None, "-o", "--output", help="Output video (default: <stem>_x<scale> beside the input)."),
-    model: ModelOpt = "rlfn",
+    model: ModelOpt = DEFAULT_MODEL,
+    arch: ArchOpt = None,
     scale: ScaleOpt = None,
     tile: str = typer.Option("0", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole frame)."),
     tile_overlap: TileOverlapOpt = None,
@@ -42,7 +44,7 @@ def video(
     if segment_frames < 1 or batch_size < 1:
         raise EsrError("--segment-frames and --batch-size must be at least 1")
     use_threads(threads)
-    upscaler = load_model(model, scale=scale, device=device, precision=precision, tile=_tile(tile),
+    upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=_tile(tile),
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
     summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
