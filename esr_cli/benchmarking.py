@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from .architecture import Challenge
 from .engine import DTYPES, Upscaler
 from .errors import EsrError
 
@@ -33,34 +34,6 @@ MAX_RUNS = 1000
 DEFAULTS = {"cuda": (10, 50, None), "cpu": (2, None, 6.0)}
 """(warm-up runs, timed runs, time budget in seconds for the timed runs) by device type. Without a number of runs,
 a model gets as many as its budget holds."""
-
-
-@dataclass(frozen=True)
-class Published:
-    """A model's figures in a challenge table (runtime and memory are on that challenge's GPU)."""
-
-    params_m: float
-    flops_g: float
-    """Multiply-accumulates, as `utils/model_summary.py` counts them."""
-    activations_m: float
-    convs: int | None
-    runtime_ms: float | None
-    memory_mb: float | None
-    source: str
-
-
-_NTIRE22 = "NTIRE 2022 ESR results table (Titan Xp)"
-NTIRE: dict[str, Published] = {
-    "rlfn-ntire22-x4": Published(0.317, 19.70, 80.05, 39, 27.11, 377.91, _NTIRE22),
-    "imdn-ntire22-x4": Published(0.894, 58.53, 154.14, 43, 50.86, 471.76, _NTIRE22),
-    "rfdn-x4": Published(0.433, 27.10, 112.03, 64, 41.97, 788.13, _NTIRE22),
-    "imdn-plus-x4": Published(0.276, 17.98, 92.80, 59, 34.10, 309.23, _NTIRE22),
-    "lgvan-x4": Published(0.118, 9.06, 332.39, 122, 80.19, 1114.77, "NTIRE 2023, team's results.txt (own GPU)"),
-    "mdrn-s-x4": Published(0.095, 5.58, 220.88, None, None, None, "NTIRE 2023, third-party study deck"),
-    "gfmn-x4": Published(0.104, 6.56, 199.35, None, None, None, "NTIRE 2023, third-party study deck"),
-    "safmnpp-x4": Published(0.212, 13.86, 69.28, 32, 9.12, 280.67, "NTIRE 2024, sunny2109/SAFMN results.txt"),
-}
-"""Published challenge figures by weights name (../shared/research/published-metrics.md section 2)."""
 
 
 @dataclass
@@ -339,7 +312,7 @@ def measure(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs
 
 def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", precision: str = "fp32",
               warmup: int | None = None, runs: int | None = None, budget_s: float | None = None,
-              dataset: str | Path | None = None, scale: int | None = None,
+              dataset: str | Path | None = None, scale: int | None = None, arch: str | None = None,
               progress: Callable[[str], None] | None = None) -> list[Row]:
     """Rows sorted by runtime (skipped models last, with their reason). Models are zoo names or weights files.
 
@@ -351,7 +324,7 @@ def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", prec
         if progress:
             progress(f"measuring {ref} ...")
         try:
-            upscaler = load_model(ref, scale=scale, device=device, precision=precision, quiet=True)
+            upscaler = load_model(ref, scale=scale, device=device, precision=precision, quiet=True, arch=arch)
             prepared = prepare(upscaler, size, warmup, runs, budget_s)
             if dataset is not None:
                 from .evaluation import evaluate
@@ -410,31 +383,40 @@ def table(rows: Sequence[Row]) -> str:
     return text
 
 
-def compare_ntire(rows: Sequence[Row]) -> str:
-    """Ours beside the challenge's published figures, for the models that have them."""
-    header = ["model", "params [M] ours/NTIRE", "FLOPs [G] ours/NTIRE", "Acts [M] ours/NTIRE", "#Conv ours/NTIRE",
-              "NTIRE time [ms] / mem [MiB] (their GPU)", "source"]
+def challenges(rows: Sequence[Row], registry=None) -> dict[str, Challenge]:
+    """The published challenge entry of each measured model whose plugin declares one, by model name."""
+    from .registry import default_registry
+
+    declared = {w.name: w.challenge for w in (registry or default_registry()).weights() if w.challenge}
+    return {r.model: declared[r.model] for r in rows if r.model in declared and not r.skipped}
+
+
+def compare_ntire(rows: Sequence[Row], registry=None) -> str:
+    """Ours beside the challenge's published figures, for the models whose plugins declare them."""
+    header = ["model", "challenge", "rank", "params [M] ours/pub", "FLOPs [G] ours/pub", "Acts [M] ours/pub",
+              "#Conv ours/pub", "time [ms] / mem [MiB] (their GPU)", "source"]
+    published = challenges(rows, registry)
     lines = []
     for r in rows:
-        p = NTIRE.get(r.model)
-        if p is None or r.skipped:
+        if (c := published.get(r.model)) is None:
             continue
         flops, acts = r.macs / 1e9, r.activations / 1e6
-        lines.append([r.model, f"{r.params / 1e6:.3f} / {p.params_m:.3f}",
-                      f"{flops:.2f} / {p.flops_g:.2f} ({_pct(flops, p.flops_g)})",
-                      f"{acts:.2f} / {p.activations_m:.2f} ({_pct(acts, p.activations_m)})",
-                      f"{r.convs} / {p.convs if p.convs is not None else '-'}",
-                      f"{_num(p.runtime_ms, 2)} / {_num(p.memory_mb, 2)}", p.source])
+        lines.append([r.model, f"{c.event}", ", ".join(f"{track} #{rank}" for track, rank in c.ranks.items()) or "-",
+                      f"{r.params / 1e6:.3f} / {_num(c.params_m, 3)}", _versus(flops, c.flops_g),
+                      _versus(acts, c.activations_m), f"{r.convs} / {c.convs if c.convs is not None else '-'}",
+                      f"{_num(c.runtime_ms, 2)} / {_num(c.memory_mb, 2)} ({c.gpu or '-'})", c.source])
+        if c.note:
+            lines.append(["", f"note: {c.note}", *[""] * 7])
     if not lines:
-        return "no benchmarked model has published NTIRE figures (" + ", ".join(NTIRE) + ")"
+        return "no benchmarked model has published challenge figures (`esr models --json` shows which do)"
     return _grid(header, lines) + (
         "\nNTIRE's counter (utils/model_summary.py) also adds one FLOP per output element of nn.ReLU/LeakyReLU/PReLU"
         "\nmodules and sees only module calls (functional convolutions and matmuls are missed); ours counts every"
         "\nconvolution and matrix product at the dispatcher and no element-wise ops.")
 
 
-def _pct(ours: float, theirs: float) -> str:
-    return f"{100 * (ours - theirs) / theirs:+.1f}%"
+def _versus(ours: float, theirs: float | None) -> str:
+    return f"{ours:.2f} / -" if theirs is None else f"{ours:.2f} / {theirs:.2f} ({100 * (ours - theirs) / theirs:+.1f}%)"
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -447,9 +429,9 @@ def _grid(header: list[str], lines: list[list[str]]) -> str:
 
 
 def write_json(rows: Sequence[Row], path: str | Path) -> None:
-    published = {r.model: dataclasses.asdict(NTIRE[r.model]) for r in rows if r.model in NTIRE}
+    published = {name: dataclasses.asdict(c) for name, c in challenges(rows).items()}
     data = {"flops_note": FLOPS_NOTE.format(size=next((r.size for r in rows if r.size), 0)),
-            "models": [r.to_dict() for r in rows], "ntire_published": published}
+            "models": [r.to_dict() for r in rows], "challenges": published}
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 

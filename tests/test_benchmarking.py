@@ -16,7 +16,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from esr_cli import benchmarking, registry
-from esr_cli.benchmarking import (MAX_RUNS, MIN_RUNS, NTIRE, Row, complexity, peak_memory, planned_runs, schedule,
+from esr_cli.benchmarking import (MAX_RUNS, MIN_RUNS, Row, complexity, peak_memory, planned_runs, schedule,
                                   spread, time_interleaved)
 from esr_cli.commands.benchmark import benchmark as benchmark_command
 from esr_cli.engine import Upscaler
@@ -64,8 +64,23 @@ def test_complexity_falls_back_to_a_real_forward(monkeypatch):
     assert complexity(TinyNet(), 8)["convs"] == 3 and calls == ["meta", "cpu"]
 
 
-@pytest.mark.parametrize("name", ACCEPTANCE)
-def test_ntire_figures(name):
+def challenge_weights() -> list[str]:
+    """Every installed weights whose plugin declares published challenge figures."""
+    return [w.name for w in registry.default_registry().weights() if w.challenge]
+
+
+KNOWN_DIFFERENCES: dict[str, str] = {}
+"""Published figures that the challenge's own counter does not give for this file (explained in the plugin)."""
+
+
+def test_acceptance_models_have_challenge_figures():
+    assert set(ACCEPTANCE) <= set(challenge_weights())
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_DIFFERENCES[n], strict=True))
+                                  if n in KNOWN_DIFFERENCES else n for n in challenge_weights()])
+def test_challenge_figures(name):
+    """params within 0.0015 M, FLOPs and activations within 2 %, #conv equal, wherever the challenge published them."""
     weights_dir = SHARED / "zoo" / "weights"
     if not weights_dir.is_dir():
         pytest.skip(f"needs the shared reference weights at {weights_dir} (absent)")
@@ -75,18 +90,24 @@ def test_ntire_figures(name):
     except EsrError:
         pytest.skip(f"the plugin providing {name} is not installed")
     sources = json.loads((SHARED / "zoo" / "SOURCES.json").read_text())
-    file = SHARED / "zoo" / next(e["file"] for e in sources if e["sha256"] == w.sha256)
+    file = SHARED / "zoo" / next((e["file"] for e in sources if e["sha256"] == w.sha256), "absent")
+    if not file.is_file():
+        pytest.skip(f"{name}: its file is not among the shared reference weights")
     from esr_cli import read_state_dict
 
     match = registry.try_architecture(arch, read_state_dict(file), w.scale)
     with torch.device("meta"):
         module = arch.build(match.config)
-    c, published = complexity(module, 256), NTIRE[name]
+    c, published = complexity(module, 256), w.challenge
     assert c["params"] + c["buffers"] == sum(t.numel() for t in match.state_dict.values()) == w.params
-    assert round(c["params"] / 1e6, 3) == published.params_m
-    assert c["macs"] / 1e9 == pytest.approx(published.flops_g, rel=0.02)
-    assert c["activations"] / 1e6 == pytest.approx(published.activations_m, rel=0.02)
-    assert c["convs"] == published.convs
+    if published.params_m is not None:
+        assert abs(c["params"] / 1e6 - published.params_m) <= 0.0015
+    if published.flops_g is not None:
+        assert c["macs"] / 1e9 == pytest.approx(published.flops_g, rel=0.02)
+    if published.activations_m is not None:
+        assert c["activations"] / 1e6 == pytest.approx(published.activations_m, rel=0.02)
+    if published.convs is not None:
+        assert c["convs"] == published.convs
 
 
 def test_spread():
@@ -207,7 +228,7 @@ def test_reports(tmp_path):
     assert "19.66 / 19.70 (-0.2%)" in compared and "39 / 39" in compared and "slow-x2" not in compared
     benchmarking.write_json(ordered, tmp_path / "b.json")
     data = json.loads((tmp_path / "b.json").read_text())
-    assert data["models"][0]["macs"] == 19_658_082_304 and data["ntire_published"]["rlfn-ntire22-x4"]["convs"] == 39
+    assert data["models"][0]["macs"] == 19_658_082_304 and data["challenges"]["rlfn-ntire22-x4"]["convs"] == 39
     benchmarking.write_csv(ordered, tmp_path / "b.csv")
     assert (tmp_path / "b.csv").read_text().splitlines()[1].startswith("rlfn-ntire22-x4,rlfn,4,256")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from esr_cli import Architecture, Weights, shuffle_scale
+from esr_cli import Architecture, Challenge, Weights, shuffle_scale
 
 
 @dataclass
@@ -43,10 +44,24 @@ class Pixel(nn.Module):
 pixel = Architecture(
     name="pixel", model=Pixel, config=Config, detect=("expand.weight", "to_image.weight"),
     read_config=lambda sd, scale: Config(sd["expand.weight"].shape[0], shuffle_scale(sd["to_image.weight"].shape[0])),
-    weights=(Weights(name="pixel-x2", scale=2, url="https://example.invalid/pixel-x2.pth", sha256="0" * 64,
-                     license="MIT", source="https://example.invalid", params=0),),
+    weights=(Weights(name="pixel-x2", scale=2, url="https://example.invalid/pixel-x2.safetensors", sha256="SHA256",
+                     license="MIT", source="https://example.invalid", params=39,
+                     challenge=Challenge("Pixel Cup 2031", 2031, ranks={"runtime": 7}, params_m=0.000039, convs=2,
+                                         runtime_ms=0.5, gpu="abacus", source="the pixel cup report")),),
 )
 '''
+
+
+def pixel_weights(path: Path) -> Path:
+    """The pixel-x2 file the throwaway plugin declares (width 4, x2), deterministic bytes."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    save_file({"expand.weight": torch.rand(4, 3, 1, 1, generator=g), "expand.bias": torch.rand(4, generator=g),
+               "to_image.weight": torch.rand(12, 4, 1, 1, generator=g), "to_image.bias": torch.rand(12, generator=g)},
+              str(path))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +69,8 @@ def third_party(tmp_path_factory):
     """pip-install a throwaway plugin distribution into a private site dir; returns the env that sees it."""
     root = tmp_path_factory.mktemp("plugin")
     (root / "esr_pixel").mkdir()
-    (root / "esr_pixel" / "__init__.py").write_text(TINY_PLUGIN)
+    digest = hashlib.sha256(pixel_weights(root / "pixel-x2.safetensors").read_bytes()).hexdigest()
+    (root / "esr_pixel" / "__init__.py").write_text(TINY_PLUGIN.replace("SHA256", digest))
     (root / "pyproject.toml").write_text(textwrap.dedent('''
         [build-system]
         requires = ["setuptools>=64"]
@@ -71,6 +87,7 @@ def third_party(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(site), str(root)], check=True, capture_output=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    env["ESR_TEST_PIXEL_WEIGHTS"] = str(root / "pixel-x2.safetensors")
     return env
 
 
@@ -105,6 +122,19 @@ def test_third_party_plugin_is_listed_and_runs(third_party, tmp_path):
     run = esr("upscale", tmp_path / "in.png", "-o", tmp_path / "out", "--model", weights, "-q", env=third_party)
     assert run.returncode == 0, run.stderr
     assert Image.open(tmp_path / "out" / "in_x3.png").size == (60, 36)
+
+
+def test_third_party_challenge_figures_reach_models_and_benchmark(third_party, tmp_path):
+    models = {m["name"]: m for m in json.loads(esr("models", "--json", env=third_party).stdout)}
+    assert models["pixel-x2"]["challenge"]["event"] == "Pixel Cup 2031"
+    weights = third_party["ESR_TEST_PIXEL_WEIGHTS"]  # recognised by its sha256 as pixel-x2
+    run = esr("benchmark", "-m", weights, "--compare-ntire", "--json", tmp_path / "b.json", "--device", "cpu",
+              "--size", "16", "--runs", "3", "--warmup", "1", env=third_party)
+    assert run.returncode == 0, run.stderr
+    assert "Pixel Cup 2031" in run.stdout and "runtime #7" in run.stdout and "2 / 2" in run.stdout
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["models"][0]["model"] == "pixel-x2"
+    assert data["challenges"]["pixel-x2"]["ranks"] == {"runtime": 7}
 
 
 def test_broken_plugin_never_breaks_the_cli(tmp_path):
@@ -164,3 +194,15 @@ def test_help_is_fast():
     start = time.perf_counter()
     esr("--help")
     assert time.perf_counter() - start < 5
+
+
+PAN_X2 = Path(__file__).resolve().parents[1].parent / "shared" / "zoo" / "weights" / "pan_paper_x2.pth"
+
+
+@pytest.mark.skipif(not PAN_X2.is_file(), reason=f"needs the shared reference weights ({PAN_X2} absent)")
+def test_a_zoo_file_by_path_needs_no_scale_even_where_shapes_cannot_tell(tmp_path):
+    """PAN x2 and x3 have identical tensors: the file is known by its sha256, so `--model pan_paper_x2.pth` runs x2."""
+    image(tmp_path / "in.png")
+    run = esr("upscale", tmp_path / "in.png", "-o", tmp_path / "out", "--model", PAN_X2, "-q", "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    assert Image.open(tmp_path / "out" / "in_x2.png").size == (40, 24) and "pan-x2 x2" in run.stderr

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from .options import DeviceOpt, ScaleOpt, ThreadsOpt, use_threads
+from .options import ArchOpt, DeviceOpt, ScaleOpt, ThreadsOpt, use_threads
 
 
 def benchmark(
     model: list[str] = typer.Option(None, "-m", "--model", help="Zoo name or weights file; repeat for several."),
+    arch: ArchOpt = None,
     all_: bool = typer.Option(False, "--all", help="Every pretrained weights of the installed plugins."),
     size: int = typer.Option(256, help="Side of the square LR input (NTIRE: 256)."),
     device: DeviceOpt = "auto",
@@ -39,7 +40,7 @@ def benchmark(
     use_threads(threads)
     names = benchmarking.all_models() if all_ else model
     rows = benchmarking.benchmark(names, size=size, device=device, precision=precision, warmup=warmup, runs=runs,
-                                  budget_s=budget, dataset=dataset, scale=scale,
+                                  budget_s=budget, dataset=dataset, scale=scale, arch=arch,
                                   progress=lambda message: typer.echo(message, err=True))
     typer.echo(benchmarking.table(rows))
     if ntire:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated
 
@@ -25,7 +26,8 @@ def models(ctx: typer.Context,
         return
     reg = registry.default_registry()
     rows = [dict(name=w.name, arch=arch.name, scale=w.scale, variant=w.variant, params=w.params, license=w.license,
-                 source=w.source, url=w.url, sha256=w.sha256, cached=zoo.is_cached(w))
+                 source=w.source, url=w.url, sha256=w.sha256, cached=zoo.is_cached(w),
+                 reference_psnr=w.reference_psnr, challenge=dataclasses.asdict(w.challenge) if w.challenge else None)
             for arch in reg.architectures.values() for w in arch.weights]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -52,6 +54,9 @@ def info(name: NameArg, scale: ScaleOpt = None) -> None:
               for dataset, (psnr, ssim) in w.published.items()]
     if w.reference_psnr is not None:
         lines.append(("measured Set5", f"{w.reference_psnr:.4f} dB (Y channel, authors' code, official LR)"))
+    if c := w.challenge:
+        ranks = ", ".join(f"{track} #{rank}" for track, rank in c.ranks.items())
+        lines.append(("challenge", f"{c.event}{f' ({c.team})' if c.team else ''}{f': {ranks}' if ranks else ''}"))
     lines.append(("cached", str(path) if path.is_file() else f"no (would be {path})"))
     width = max(len(key) for key, _ in lines)
     for key, value in lines:

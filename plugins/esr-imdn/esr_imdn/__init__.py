@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from esr_cli import Architecture, StateDict, Weights, count_blocks, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
 
 from .imdn import IMDN, IMDNConfig
 from .imdn_plus import IMDNPlus, IMDNPlusConfig
@@ -116,7 +116,10 @@ imdn_ntire22 = Architecture(
         Weights("imdn-ntire22-x4", 4, f"{NTIRE22_FILES}/imdn_baseline.pth",
                 "115b4cc557eba9daaf1a6543c4858014c7e2a410655aafef7c8348ae54acc203", "MIT", NTIRE22_REPO, 893936,
                 variant="NTIRE 2022 ESR baseline (64 ch, 8 blocks, no CCA)",
-                reference_psnr=32.2468),
+                reference_psnr=32.2468,
+                challenge=Challenge("NTIRE 2022 ESR", 2022, team="baseline", params_m=0.894, flops_g=58.53, activations_m=154.14,
+                                    convs=43, runtime_ms=50.86, memory_mb=471.76, val_psnr=29.13, test_psnr=28.78,
+                                    gpu="Titan Xp", source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
     ),
 )
 
@@ -133,7 +136,10 @@ imdn_plus = Architecture(
                 variant="NTIRE 2022 ESR team39 (36 ch, 8 blocks, re-parameterized)",
                 published={"Set5": (32.11, 0.8934), "Set14": (28.63, 0.7823), "B100": (27.58, 0.7358),
                            "Urban100": (26.10, 0.7846), "Manga109": (30.55, 0.9072)},
-                reference_psnr=32.1327),
+                reference_psnr=32.1327,
+                challenge=Challenge("NTIRE 2022 ESR", 2022, ranks={"runtime": 6}, team="rainbow", params_m=0.276, flops_g=17.98,
+                                    activations_m=92.80, convs=59, runtime_ms=34.10, memory_mb=309.23,
+                                    val_psnr=29.01, test_psnr=28.74, gpu="Titan Xp", source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
     ),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from esr_cli import Architecture, StateDict, Weights, count_blocks, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
 
 from .lgvan import LGVAN
 
@@ -49,6 +49,10 @@ lgvan = Architecture(
             params=118243,
             variant="NTIRE 2023 ESR team18 (32 ch, 9 LGAB)",
             reference_psnr=32.1961,
+            challenge=Challenge("NTIRE 2023 ESR", 2023, team="team18 LGVAN", params_m=0.118, flops_g=9.06,
+                                activations_m=332.39, convs=122, runtime_ms=80.19, memory_mb=1114.77,
+                                gpu="the team's own GPU (official script)", val_psnr=29.00,
+                                source="charonf/LGVAN-NTIRE2023-ESR results.txt"),
         ),
     ),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from esr_cli import Architecture, StateDict, Weights, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, shuffle_scale
 
 from .mdrn import MIN_SIZE, MDRN, STRIDE, MDRNConfig
 
@@ -57,6 +57,8 @@ WEIGHTS = (
         sha256="45f284838a431164375cb11f6f5d7a6e02a5015bcefa21b82f1a5bba34ccb9a9",
         license="MIT", source=_REPO, params=95_396, variant="MDRN-S, NTIRE 2023 ESR entry (28 ch, 8 EADB)",
         reference_psnr=32.0609,
+        challenge=Challenge("NTIRE 2023 ESR", 2023, team="MDRN", params_m=0.095, flops_g=5.58, activations_m=220.88,
+                            source="third-party study deck (shared/seeds), secondary"),
     ),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from esr_cli import Architecture, StateDict, Weights, count_blocks, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
 
 from .esa import STRIDE
 from .rfdn import RFDN, RFDNConfig
@@ -53,10 +53,10 @@ def convert_rlfn(sd: StateDict) -> StateDict:
 
 
 def _rlfn_weights(name: str, file: str, scale: int, sha256: str, params: int, variant: str,
-                  reference_psnr: float, published=None) -> Weights:
+                  reference_psnr: float, published=None, challenge: Challenge | None = None) -> Weights:
     return Weights(name=name, scale=scale, url=f"{RLFN_RAW}/{file}", sha256=sha256, license="Apache-2.0",
                    source=f"https://github.com/{RLFN_REPO}", params=params, variant=variant,
-                   published=published or {}, reference_psnr=reference_psnr)
+                   published=published or {}, reference_psnr=reference_psnr, challenge=challenge)
 
 
 # Published: RLFN paper Table 1 (arXiv 2205.07514), via a secondary source; see shared research notes.
@@ -95,7 +95,10 @@ rlfn = Architecture(
                       "RLFN-S, paper (48 ch, 6 RLFB)", 32.2395),
         _rlfn_weights("rlfn-ntire22-x4", "rlfn_ntire_x4.pth", 4,
                       "3c9be7b9d7a4bece9b68c83a56a1ffb38010f76413d5f215be6b4be842e18fb2", 317218,
-                      "NTIRE 2022 ESR winner RLFN_Prune (46 ch, mid 48, 4 RLFB)", 32.0973),
+                      "NTIRE 2022 ESR winner RLFN_Prune (46 ch, mid 48, 4 RLFB)", 32.0973,
+                      challenge=Challenge("NTIRE 2022 ESR", 2022, ranks={"runtime": 1}, team="ByteESR", params_m=0.317,
+                                          flops_g=19.70, activations_m=80.05, convs=39, runtime_ms=27.11,
+                                          memory_mb=377.91, val_psnr=29.00, test_psnr=28.72, gpu="Titan Xp", source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
     ),
 )
 
@@ -119,6 +122,9 @@ rfdn = Architecture(
                     "trained_model/RFDN_AIM.pth",
                 sha256="11af8ec8ebd68689e90ef1e29044f9804c72d3bd9f7573820b7b26035782760c", license="MIT",
                 source="https://github.com/njulj/RFDN", params=433448,
-                variant="AIM 2020 winner E-RFDN (50 ch, 4 RFDB)", reference_psnr=32.1589),
+                variant="AIM 2020 winner E-RFDN (50 ch, 4 RFDB)", reference_psnr=32.1589,
+                challenge=Challenge("NTIRE 2022 ESR", 2022, team="reference (AIM 2020 winner)", params_m=0.433, flops_g=27.10,
+                                    activations_m=112.03, convs=64, runtime_ms=41.97, memory_mb=788.13,
+                                    val_psnr=29.04, test_psnr=28.75, gpu="Titan Xp", source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
     ),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from esr_cli import Architecture, StateDict, Weights, count_blocks, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
 
 from .gfmn import GFMN, GFMNConfig
 from .safmn import SAFMN, SAFMNConfig
@@ -82,6 +82,8 @@ gfmn = Architecture(
             params=103_872,
             variant="NTIRE 2023 ESR entry (team14): 36 ch, 8 blocks",
             reference_psnr=32.1133,
+            challenge=Challenge("NTIRE 2023 ESR", 2023, team="team14 GFMN", params_m=0.104, flops_g=6.56,
+                                activations_m=199.35, source="third-party study deck (shared/seeds), secondary"),
         ),
     ),
 )
@@ -106,6 +108,10 @@ safmnpp = Architecture(
             params=211_572,
             variant="NTIRE 2024 ESR entry (team23): 36 ch, 6 blocks, ffn 1.5",
             reference_psnr=32.0177,
+            challenge=Challenge("NTIRE 2024 ESR", 2024, team="team23 SAFMN++", params_m=0.212, flops_g=13.86,
+                                activations_m=69.28, convs=32, runtime_ms=9.12, memory_mb=280.67,
+                                gpu="the team's own GPU (official script)", val_psnr=26.90,
+                                source="sunny2109/SAFMN NTIRE2024_ESR/results.txt"),
         ),
     ),
 )
