@@ -63,7 +63,7 @@ def finetune(output: Path, overrides: list[str], base: str) -> None:
     minutes = (time.monotonic() - start) / 60
     degrade = Degradations.from_table(recipe["degrade"])
     for label, ref in (("pretrained", base), ("fine-tuned", str(weights))):
-        m = load_model(ref, device="cpu", precision="fp32")
+        m = load_model(ref, device="cpu", precision="fp32").model
         noisy, _ = validate(m.module, m.architecture, m.config, "Set5", degrade, recipe["seed"])
         clean, _ = validate(m.module, m.architecture, m.config, "Set5")
         print(f"(b) {label:<10}  Set5 x2 Y-PSNR blurred+noisy {noisy:.4f} dB   clean {clean:.4f} dB")

@@ -29,7 +29,7 @@ WEIGHTS = "rlfn_paper_x4.pth,rlfn_s_x2.pth,mdrn_paper_x4.pth,imdn_paper_x4.pth"
 def plain_loop(weights: Path, files: list[Path], out: Path) -> float:
     """Seconds for load -> whole image fp32 -> save, one image at a time."""
     up = load_model(weights, device="cpu", precision="fp32")
-    net, r = up.module.to(memory_format=torch.contiguous_format), up.architecture.input_range
+    net, r = up.model.module.to(memory_format=torch.contiguous_format), up.model.architecture.input_range
     start = time.perf_counter()
     for f in files:
         x = torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
@@ -46,7 +46,7 @@ def esr_batch(weights: Path, files: list[Path], out: Path, precision: str, compi
         up.compile()
         upscale_files(plan(files[:1], out / "warm", up.scale), up, quiet=True)  # compilation is not throughput
     summary = upscale_files(plan(files, out, up.scale), up, quiet=True, existing="overwrite")
-    return summary.seconds, up.precision
+    return summary.seconds, up.model.precision
 
 
 def set5_psnr(weights: Path, precision: str) -> float:

@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .architecture import Challenge
-from .engine import DTYPES, Upscaler
+from .engine import Upscaler
 from .errors import EsrError
 
 MIN_RUNS = 3
@@ -262,7 +262,8 @@ def prepare(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs
             budget_s: float | None = None) -> Prepared:
     """Every figure but runtime of one loaded model on a (1, 3, size, size) input; the first warm-up run measures
     memory, the last one how many timed runs fit in the budget (see DEFAULTS)."""
-    arch, device = upscaler.architecture, upscaler.device
+    model = upscaler.model
+    arch, device = model.architecture, model.device
     if size % arch.size_multiple:
         raise EsrError(f"{arch.name} needs input sides that are multiples of {arch.size_multiple}; --size {size}")
     default_warmup, default_runs, default_budget = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
@@ -270,19 +271,15 @@ def prepare(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs
     runs, budget_s = runs or default_runs, budget_s if budget_s is not None else default_budget
     if device.type == "cpu":
         keep_freed_memory()  # no page faults in the timed forwards (not in the engine: it raises peak memory)
-    module = upscaler.module
-    row = Row(upscaler.name, arch.name, upscaler.scale, size, str(device), upscaler.precision, warmup=warmup,
-              reference_psnr=upscaler.weights.reference_psnr if upscaler.weights else None)
+    module = model.module
+    row = Row(model.name, arch.name, model.scale, size, str(device), model.precision, warmup=warmup,
+              reference_psnr=model.weights.reference_psnr if model.weights else None)
     for key, value in complexity(module, size, arch.input_range).items():
         setattr(row, key, value)
-    x = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * arch.input_range).to(device)
-    if device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    autocast = (torch.autocast(device.type, dtype=DTYPES[upscaler.precision]) if upscaler.precision != "fp32"
-                else contextlib.nullcontext())
+    x = model.network_input(torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)))
 
-    def run() -> None:
-        with torch.inference_mode(), autocast:
+    def run() -> None:  # the network alone, fed as every run feeds it (no clamp, no fallback check)
+        with model.running():
             module(x)
 
     resident = sum(t.numel() * t.element_size() for t in module.state_dict().values()) + x.numel() * 4
@@ -307,7 +304,7 @@ def measure(upscaler: Upscaler, size: int = 256, warmup: int | None = None, runs
             budget_s: float | None = None) -> Row:
     """Every figure of one loaded model on a (1, 3, size, size) input."""
     ready = prepare(upscaler, size, warmup, runs, budget_s)
-    return finish(ready.row, time_interleaved([ready.run], [ready.runs], upscaler.device)[0])
+    return finish(ready.row, time_interleaved([ready.run], [ready.runs], upscaler.model.device)[0])
 
 
 def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", precision: str = "fp32",

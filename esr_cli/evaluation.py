@@ -233,7 +233,8 @@ def _mean(rows: list[ImageResult], key: str) -> float:
 
 def published(upscaler: Upscaler, dataset: str) -> tuple[float, float | None] | None:
     """The authors' (PSNR, SSIM) for this weights file on this benchmark, if its plugin declares them."""
-    table = upscaler.weights.published if upscaler.weights else {}
+    weights = upscaler.model.weights
+    table = weights.published if weights else {}
     return next((v for k, v in table.items() if canonical_name(k) == dataset), None)
 
 

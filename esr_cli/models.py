@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .architecture import Architecture, Weights
-from .engine import Upscaler, resolve_device, resolve_precision
+from .engine import Upscaler
+from .loaded import LoadedModel, resolve_device, resolve_precision
 from .errors import BadWeights, EsrError
 from .registry import Match, Registry, try_architecture
 
@@ -69,6 +70,11 @@ def _fit(arch: Architecture, weights: Weights, state_dict, source: str, scale: i
 def build(match: Match, weights=None, source: str = "", device: str = "auto", precision: str = "auto",
           **engine) -> Upscaler:
     """Instantiate the matched architecture with its tensors (strict) and wrap it in an Upscaler."""
+    return Upscaler(load(match, weights, source, device, precision), **engine)
+
+
+def load(match: Match, weights=None, source: str = "", device: str = "auto", precision: str = "auto") -> LoadedModel:
+    """The matched architecture built with its tensors (strict), on `device` at `precision`."""
     arch = match.architecture
     module = arch.build(match.config)
     try:
@@ -76,6 +82,5 @@ def build(match: Match, weights=None, source: str = "", device: str = "auto", pr
     except RuntimeError as e:
         raise BadWeights(f"{source}: tensors do not fit {arch.name} {match.config}: {str(e).splitlines()[0]}") from None
     dev = resolve_device(device)
-    return Upscaler(module, arch, match.config, weights=weights, device=dev,
-                    precision=resolve_precision(precision, dev, arch), source=source, **engine)
-
+    return LoadedModel(module, arch, match.config, weights=weights, source=source, device=dev,
+                       precision=resolve_precision(precision, dev, arch))

@@ -6,6 +6,7 @@ import dataclasses
 
 from .architecture import Architecture
 from .errors import AmbiguousModel
+from .loaded import LoadedModel
 from .registry import Registry, default_registry
 
 
@@ -34,8 +35,7 @@ def check_architecture(arch: Architecture, registry: Registry | None = None, con
         fresh = arch.build(match.config)
         fresh.load_state_dict(match.state_dict, strict=True)
         side = 16 * arch.size_multiple
-        with torch.inference_mode():
-            out = fresh.eval()(torch.rand(1, 3, side, side + arch.size_multiple) * arch.input_range)
+        out = LoadedModel(fresh, arch, match.config).for_inference()(torch.rand(1, 3, side, side + arch.size_multiple))
         expected = (1, 3, side * scale, (side + arch.size_multiple) * scale)
         assert tuple(out.shape) == expected, f"{arch.name} x{scale}: output {tuple(out.shape)}, expected {expected}"
         assert torch.isfinite(out).all(), f"{arch.name} x{scale}: non-finite output"

@@ -1,4 +1,4 @@
-"""Whole-image operations that stay exact when the engine tiles.
+"""Tiling that stays exact: the whole-image operations plugins write with, and the tiled run that drives them.
 
 Some networks look at the whole image, not only at a neighbourhood of each pixel:
 - a channel attention squeezes each channel to its mean and standard deviation over the image (IMDN's CCA, MDRN's
@@ -22,6 +22,7 @@ windows it says where they lie in the image (`Window`):
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -238,3 +239,125 @@ def _nearest(pooled: int, length: int, image: int, origin: int, factor: int) -> 
     scale = torch.tensor(cells, dtype=torch.float32) / image  # as PyTorch computes it: in float32
     src = (torch.arange(origin, origin + length) * scale).floor().long()
     return (src.clamp_max(cells - 1) - first).clamp(0, pooled - 1)
+
+
+# ---- the tiled run: windows, whole-image statistics first, feather blending --------------------------
+
+Sink = Callable[[int, int, torch.Tensor], None]
+"""Receives finished output rows: sink(y0, y1, rows) with rows (N, 3, y1 - y0, W * scale) float in [0, 1]."""
+Forward = Callable[[torch.Tensor, "Window | None"], torch.Tensor]
+"""Runs the network on a batch of windows (never splitting a window), output on any device."""
+
+
+@dataclass
+class TiledRun:
+    """How one network is tiled: windows of `tile` core pixels with `overlap` context, on the `grid` of its pooled
+    maps and size multiple, at least `least` pixels, `batch_size` windows per forward."""
+
+    forward: Forward
+    scale: int
+    tile: int
+    overlap: int
+    grid: int = 1
+    least: int = 1
+    batch_size: int = 4
+    statistics: int | None = None
+    """How many whole-image statistics the network asks for, once a run has found out."""
+
+    def __call__(self, x: torch.Tensor, sink: Sink, progress: Callable[[int], None] | None = None) -> None:
+        """Windows row by row over an already padded x; finished rows go to the sink, so only one strip of output is
+        held. The blending weights are separable (row ramps times column ramps), so their sum is kept as two
+        vectors. Whole-image statistics are gathered first."""
+        s, m = self.scale, self.overlap
+        n, c, h, w = x.shape
+        rows, cols = list(spans(h, self.tile, m, self.grid, self.least)), list(spans(w, self.tile, m, self.grid, self.least))
+        statistics = Statistics((h, w), n)
+        self._gather(x, rows, cols, statistics)
+        wx = [ramp(d0, d1, f0, f1, w, m, s) for d0, d1, f0, f1 in cols]
+        col_sum = torch.zeros(w * s)
+        for (_, _, f0, f1), weights in zip(cols, wx):
+            col_sum[f0 * s:f1 * s] += weights
+        top = 0  # first output row not yet handed to the sink; acc holds rows [top, ...)
+        acc, row_sum = torch.zeros(n, c, 0, w * s), torch.zeros(0)
+        for c0, c1, e0, e1 in rows:
+            grow = e1 * s - top - acc.shape[2]
+            acc = torch.cat([acc, acc.new_zeros(n, c, grow, w * s)], 2)
+            skip = top - e0 * s  # window rows already final: their weight here is zero
+            wy = ramp(c0, c1, e0, e1, h, m, s)[skip:]
+            row_sum = torch.cat([row_sum, row_sum.new_zeros(grow)])
+            row_sum[:len(wy)] += wy
+            for group, batch, window in self._batches(x, (c0, c1, e0, e1), cols, statistics):
+                ys = self.forward(batch, window)
+                for k, j in enumerate(group):
+                    f0, f1 = cols[j][2] * s, cols[j][3] * s
+                    acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].cpu() * (wy[:, None] * wx[j])
+                del ys
+                if progress:
+                    progress(len(group))
+            done = h * s if c1 == h else int((c1 - m / 2) * s)
+            k = done - top
+            sink(top, done, acc[:, :, :k].div_(row_sum[:k, None]).div_(col_sum))
+            acc, row_sum, top = acc[:, :, k:].clone(), row_sum[k:].clone(), done  # clone: frees the strip
+
+    def _batches(self, x: torch.Tensor, row: tuple[int, int, int, int], cols: list, statistics: Statistics):
+        """The windows of one row of tiles, `batch_size` at a time: (column indices, batch, where they lie)."""
+        n, (c0, c1, e0, e1) = x.shape[0], row
+        for i in range(0, len(cols), self.batch_size):
+            group = range(i, min(i + self.batch_size, len(cols)))
+            batch = torch.cat([x[:, :, e0:e1, cols[j][2]:cols[j][3]] for j in group])
+            window = Window(statistics, [(e0, cols[j][2]) for j in group for _ in range(n)],
+                            [(c0 - e0, c1 - e0, cols[j][0] - cols[j][2], cols[j][1] - cols[j][2])
+                             for j in group for _ in range(n)],
+                            [image for _ in group for image in range(n)])
+            yield group, batch, window
+
+    def _gather(self, x: torch.Tensor, rows: list, cols: list, statistics: Statistics) -> None:
+        """One pass over the windows per whole-image statistic the network asks for; each pass stops the network
+        at that statistic. A pass whose first forward runs through means there are no more (remembered)."""
+        statistics.gathering = True
+        while self.statistics is None or len(statistics.known) < self.statistics:
+            if not self._gathering_pass(x, rows, cols, statistics):
+                self.statistics = len(statistics.known)
+                break
+            statistics.close()
+        statistics.gathering = False
+
+    def _gathering_pass(self, x: torch.Tensor, rows: list, cols: list, statistics: Statistics) -> bool:
+        """Sums the next statistic over every window; False if the network asks for none (a forward ran through)."""
+        for row in rows:
+            for _, batch, window in self._batches(x, row, cols, statistics):
+                try:
+                    self.forward(batch, window)
+                    return False
+                except Collected:
+                    pass
+        return True
+
+
+def spans(length: int, tile: int, margin: int, grid: int = 1, least: int = 1):
+    """Cores [c0, c1) partitioning [0, length) into pieces of about `tile`, each with an equal-size window
+    [e0, e1) around it (the core plus at least `margin` context, at least `least` long, shifted to stay inside the
+    image). Windows start on multiples of `grid` and their size is congruent to `length` modulo `grid`, so that
+    the last one ends on the image's edge and strided or pooled layers see the image's pixel grid in every window."""
+    n = math.ceil(length / tile)
+    bounds = [min(round(i * length / n / grid) * grid, length) for i in range(n)] + [length]
+    core = max(b - a for a, b in zip(bounds, bounds[1:]))
+    need = max(core + 2 * margin + grid - 1, least)
+    size = min(length, need + (length - need) % grid)
+    for c0, c1 in zip(bounds, bounds[1:]):
+        if c0 < c1:
+            e0 = min(max(c0 - margin, 0) // grid * grid, length - size)
+            yield c0, c1, e0, e0 + size
+
+
+def ramp(c0: int, c1: int, e0: int, e1: int, length: int, margin: int, scale: int) -> torch.Tensor:
+    """Blending weights over a window's output pixels: 1 inside the core, falling linearly to 0 across a band
+    of `margin` input pixels centred on each core edge that has a neighbour (neighbours' weights sum to 1)."""
+    x = (torch.arange((e1 - e0) * scale, dtype=torch.float32) + 0.5) / scale + e0
+    band = max(margin, 1e-6)
+    w = torch.ones_like(x)
+    if c0 > 0:
+        w = w * (0.5 + (x - c0) / band).clamp(0, 1)
+    if c1 < length:
+        w = w * (0.5 + (c1 - x) / band).clamp(0, 1)
+    return w

@@ -29,7 +29,8 @@ from torch import nn
 from . import registry as registries
 from .data import PatchDataset, PatchSpec, Sampler
 from .degradations import Degradations, describe
-from .engine import DTYPES, Upscaler, resolve_device
+from .engine import Upscaler
+from .loaded import DTYPES, LoadedModel, resolve_device
 from .errors import EsrError
 from .images import atomic_write
 from .losses import build_loss
@@ -241,16 +242,17 @@ class Trainer:
         self.net = self.arch.build(self.config)
         if model["init"]:
             load_init(self.net, model["init"], self.arch, registry)
+        self.precision = train["precision"]
+        if self.precision not in DTYPES:
+            raise EsrError(f"train.precision {self.precision!r}: choose fp32, bf16 or fp16")
         self.net.to(self.device).train()
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if train["ema"] else None
-        self.model = self._wrap(self.net)
+        self.model = LoadedModel(self._wrap(self.net), self.arch, self.config, device=self.device,
+                                 precision=self.precision)
         self.loss = build_loss(recipe["loss"]).to(self.device)
         self.optimizer = make_optimizer(self.net.parameters(), recipe["optim"])
         factor = lr_factor(recipe["schedule"], train["iters"], recipe["optim"]["lr"])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.precision = train["precision"]
-        if self.precision not in DTYPES:
-            raise EsrError(f"train.precision {self.precision!r}: choose fp32, bf16 or fp16")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.iteration = self.epoch = self.step_in_epoch = 0
         self.best = -math.inf
@@ -264,11 +266,7 @@ class Trainer:
     def backward(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         """Forward (autocast as the recipe says), weighted loss, backward; returns each term and the total."""
         lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
-        r = self.arch.input_range
-        amp = self.precision != "fp32"
-        with torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=amp):
-            sr = self.model(lr * r)
-        terms = self.loss.terms(sr.float() / r, hr, lr)
+        terms = self.loss.terms(self.model.train_forward(lr), hr, lr)
         total = sum(terms.values())
         if not torch.isfinite(total):
             raise EsrError(f"iteration {self.iteration + 1}: the loss is {float(total)} (lower optim.lr?)")
@@ -378,7 +376,7 @@ def validate(module: nn.Module, arch, config, folder: str | Path, degrade: Degra
     from .metrics import psnr, ssim
 
     scale = config.scale
-    upscaler = Upscaler(copy.deepcopy(module), arch, config, device=torch.device(device), precision="fp32")
+    upscaler = Upscaler(LoadedModel(copy.deepcopy(module), arch, config, device=torch.device(device)))
     scores = []
     for i, pair in enumerate(load_dataset(folder, scale).pairs):
         hr, lr = load_pair(pair, scale)

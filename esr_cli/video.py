@@ -685,7 +685,7 @@ def _fingerprint(source: Path, info: Probe, upscaler, enc: Encoding, start, dura
     stat = source.stat()
     return {"input": {"path": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                       "probe": info.as_json()},
-            "model": {"name": upscaler.name, "scale": upscaler.scale, "precision": upscaler.precision,
+            "model": {"name": upscaler.name, "scale": upscaler.scale, "precision": upscaler.model.precision,
                       "tile": upscaler.tile, "tile_overlap": upscaler.tile_overlap},
             "encoding": asdict(enc), "start": start, "duration": duration, "segment_frames": segment_frames,
             "batch_size": upscaler.batch_size}

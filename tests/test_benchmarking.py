@@ -20,6 +20,7 @@ from esr_cli.benchmarking import (MAX_RUNS, MIN_RUNS, Row, complexity, peak_memo
                                   spread, time_interleaved)
 from esr_cli.commands.benchmark import benchmark as benchmark_command
 from esr_cli.engine import Upscaler
+from esr_cli.loaded import LoadedModel
 from esr_cli.errors import EsrError
 
 ACCEPTANCE = ("rlfn-ntire22-x4", "imdn-ntire22-x4", "rfdn-x4", "imdn-plus-x4", "lgvan-x4")
@@ -191,7 +192,7 @@ def test_cuda_peak_memory_leaves_out_other_loaded_models(monkeypatch):
 
 
 def tiny_upscaler(scale: int = 2) -> Upscaler:
-    return Upscaler(TinyNet(scale=scale), tiny, TinyConfig(scale=scale))
+    return Upscaler(LoadedModel(TinyNet(scale=scale), tiny, TinyConfig(scale=scale)))
 
 
 def test_measure_tiny():
@@ -204,7 +205,7 @@ def test_measure_tiny():
 def test_measure_refuses_a_size_off_the_multiple():
     import dataclasses
 
-    up = Upscaler(TinyNet(), dataclasses.replace(tiny, size_multiple=8), TinyConfig())
+    up = Upscaler(LoadedModel(TinyNet(), dataclasses.replace(tiny, size_multiple=8), TinyConfig()))
     with pytest.raises(EsrError, match="multiples of 8"):
         benchmarking.measure(up, size=30)
 

@@ -8,12 +8,15 @@ import pytest
 import torch
 from tiny import TinyConfig, TinyNet, tiny
 
-from esr_cli.engine import Upscaler, _spans, resolve_precision
+from esr_cli.engine import Upscaler
+from esr_cli.loaded import LoadedModel
+from esr_cli.loaded import resolve_precision
+from esr_cli import tiling
 
 
 def make(scale=2, **kw) -> Upscaler:
     torch.manual_seed(0)
-    return Upscaler(TinyNet(scale=scale), tiny, TinyConfig(scale=scale), **kw)
+    return Upscaler(LoadedModel(TinyNet(scale=scale), tiny, TinyConfig(scale=scale)), **kw)
 
 
 @pytest.mark.parametrize("tile,overlap,batch", [(16, 4, 1), (20, 8, 3), (7, 4, 4), (64, 16, 2)])
@@ -35,7 +38,7 @@ def test_tiles_without_overlap_show_seams_that_blending_removes():
 
 def test_spans_cover_the_image_with_equal_windows():
     for length, tile, margin in [(100, 30, 8), (17, 64, 8), (64, 16, 0), (5, 2, 3)]:
-        spans = list(_spans(length, tile, margin))
+        spans = list(tiling.spans(length, tile, margin))
         assert spans[0][0] == 0 and spans[-1][1] == length
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
         assert len({e1 - e0 for _, _, e0, e1 in spans}) == 1
@@ -47,7 +50,7 @@ def test_pads_to_the_size_multiple_and_crops():
     seen = []
     net = TinyNet(scale=3)
     net.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
-    up = Upscaler(net, arch, TinyConfig(scale=3))
+    up = Upscaler(LoadedModel(net, arch, TinyConfig(scale=3)))
     assert up.upscale(torch.rand(1, 3, 13, 21)).shape == (1, 3, 39, 63)
     assert seen == [(16, 24)]
 
@@ -60,10 +63,10 @@ class Overflowing(TinyNet):
 
 def test_non_finite_low_precision_output_is_recomputed_in_fp32():
     torch.manual_seed(0)
-    up = Upscaler(Overflowing(), tiny, TinyConfig(), precision="bf16", tile=16, tile_overlap=4)
+    up = Upscaler(LoadedModel(Overflowing(), tiny, TinyConfig(), precision="bf16"), tile=16, tile_overlap=4)
     ref = make().upscale(x := torch.rand(1, 3, 40, 40))
     out = up.upscale(x)
-    assert torch.isfinite(out).all() and up.fallbacks > 0
+    assert torch.isfinite(out).all() and up.model.fallbacks > 0
     assert torch.allclose(out, ref, atol=1e-6)
 
 
@@ -75,7 +78,7 @@ def test_out_of_memory_splits_the_batch_and_keeps_every_tile():
             return super().forward(x)
 
     torch.manual_seed(0)
-    up = Upscaler(Picky(), tiny, TinyConfig(), tile=16, tile_overlap=4, batch_size=4)
+    up = Upscaler(LoadedModel(Picky(), tiny, TinyConfig()), tile=16, tile_overlap=4, batch_size=4)
     x = torch.rand(1, 3, 50, 50)
     assert torch.allclose(up.upscale(x), make().upscale(x), atol=1e-6)
 
@@ -109,6 +112,36 @@ def test_pads_up_to_the_minimum_size():
     seen = []
     net = TinyNet(scale=2)
     net.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
-    assert Upscaler(net, arch, TinyConfig()).upscale(torch.rand(1, 3, 5, 30)).shape == (1, 3, 10, 60)
+    assert Upscaler(LoadedModel(net, arch, TinyConfig())).upscale(torch.rand(1, 3, 5, 30)).shape == (1, 3, 10, 60)
     assert seen == [(16, 32)]
 
+
+
+def test_fp32_on_cuda_turns_tf32_off_only_while_the_network_runs(monkeypatch):
+    """The TF32 switches are CUDA flags; they can be read and set on a CPU build, so the scope is tested here."""
+    from esr_cli.loaded import precision_scope
+
+    backends = torch.backends
+    monkeypatch.setattr(backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(backends.cuda.matmul, "allow_tf32", True)
+    seen = []
+    with precision_scope(torch.device("cuda"), "fp32"):
+        seen.append((backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32))
+    assert seen == [(False, False)]
+    assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == (True, True)
+    with pytest.raises(RuntimeError), precision_scope(torch.device("cuda"), "fp32"):
+        raise RuntimeError("a failed forward restores them too")
+    assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == (True, True)
+
+    class Recorder(TinyNet):
+        def forward(self, x):
+            seen.append((backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32))
+            return super().forward(x)
+
+    seen.clear()
+    model = LoadedModel(Recorder(), tiny, TinyConfig())
+    model.device = torch.device("cuda")  # the flags are what is tested: the tensors stay on the CPU
+    monkeypatch.setattr(model, "network_input", lambda x01: x01)
+    Upscaler(model).upscale(torch.rand(1, 3, 8, 8))  # an fp32 "CUDA" model built and run
+    assert seen == [(False, False)]
+    assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == (True, True)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from esr_cli import Weights
 from esr_cli.commands.evaluate import evaluate as evaluate_command
 from esr_cli.engine import Upscaler
+from esr_cli.loaded import LoadedModel
 from esr_cli.errors import EsrError
 from esr_cli.evaluation import evaluate, load_dataset
 from esr_cli.resize import bicubic_downscale, imresize
@@ -61,7 +62,7 @@ def edsr_set(tmp_path):
 def bicubic_upscaler(scale: int = 2, **weights) -> Upscaler:
     w = Weights(name=f"bicubic-x{scale}", scale=scale, url="https://example.org/w.pth", sha256="0" * 64,
                 license="MIT", source="https://example.org", params=0, **weights) if weights else None
-    return Upscaler(Bicubic(scale), tiny, TinyConfig(scale=scale), weights=w)
+    return Upscaler(LoadedModel(Bicubic(scale), tiny, TinyConfig(scale=scale), weights=w))
 
 
 def test_layouts_are_recognised(tmp_path, edsr_set):
@@ -116,7 +117,7 @@ def test_published_figure_and_difference(edsr_set):
 
 def test_self_ensemble_and_save_images_and_compare(tmp_path, edsr_set):
     torch.manual_seed(0)
-    net = Upscaler(TinyNet(scale=2), tiny, TinyConfig(scale=2))
+    net = Upscaler(LoadedModel(TinyNet(scale=2), tiny, TinyConfig(scale=2)))
     plain, bicubic = evaluate([net, bicubic_upscaler()], [edsr_set], save_images=tmp_path / "out",
                               compare=tmp_path / "cmp.png")
     assert math.isfinite(plain.psnr) and plain.psnr < bicubic.psnr  # an untrained network

@@ -107,7 +107,7 @@ def test_a_layout_two_architectures_share_is_refused_unless_one_is_named(tmp_pat
         registry.detect(read_state_dict(unknown), source=str(unknown))
     assert str(unknown) in str(e.value) and len(str(e.value).splitlines()) == 1
     assert registry.detect(read_state_dict(unknown), arch="twin").architecture.name == "twin"
-    assert load_model(unknown, registry=registry, arch="tiny", device="cpu").architecture.name == "tiny"
+    assert load_model(unknown, registry=registry, arch="tiny", device="cpu").model.architecture.name == "tiny"
     with pytest.raises(UnknownModel, match="does not fit architecture 'tiny'"):
         registry.detect({"conv.weight": torch.zeros(1)}, arch="tiny")
 
@@ -120,7 +120,7 @@ def test_a_zoo_file_given_by_path_is_recognised_by_its_sha256(tmp_path):
     renamed = tmp_path / "anything.pth"
     renamed.write_bytes(known.read_bytes())
     upscaler = load_model(renamed, registry=registry, device="cpu")
-    assert (upscaler.architecture.name, upscaler.name, type(upscaler.module)) == ("twin", "twin-x2", TwinNet)
+    assert (upscaler.model.architecture.name, upscaler.name, type(upscaler.model.module)) == ("twin", "twin-x2", TwinNet)
     with pytest.raises(EsrError, match="is twin-x2, a twin model, not tiny"):
         load_model(renamed, registry=registry, arch="tiny", device="cpu")
     with pytest.raises(EsrError, match="a x2 model; --scale 3"):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from esr_cli import Architecture, tiling
-from esr_cli.engine import Upscaler, _spans
+from esr_cli.engine import Upscaler
+from esr_cli.loaded import LoadedModel
 
 
 @dataclass
@@ -47,7 +48,7 @@ ARCH = Architecture(name="global", model=GlobalNet, config=GlobalConfig, detect=
 
 
 def engine(**kwargs) -> Upscaler:
-    return Upscaler(GlobalNet(), ARCH, GlobalConfig(), **kwargs)
+    return Upscaler(LoadedModel(GlobalNet(), ARCH, GlobalConfig()), **kwargs)
 
 
 def test_whole_image_ops_are_the_plain_formulas_outside_a_tiled_run():
@@ -113,7 +114,7 @@ def test_a_window_off_the_pooling_grid_is_refused():
 @pytest.mark.parametrize("length,tile,margin,grid,least", [(97, 32, 8, 6, 15), (146, 64, 16, 6, 15),
                                                            (200, 50, 10, 8, 1), (17, 8, 2, 6, 15)])
 def test_windows_sit_on_the_grid_and_the_last_ends_on_the_edge(length, tile, margin, grid, least):
-    spans = list(_spans(length, tile, margin, grid, least))
+    spans = list(tiling.spans(length, tile, margin, grid, least))
     assert [c0 for c0, *_ in spans][0] == 0 and spans[-1][1] == length and spans[-1][3] == length
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # cores partition the length
     sizes = {e1 - e0 for *_, e0, e1 in spans}
@@ -141,7 +142,7 @@ def test_without_the_window_context_tiles_differ():
     whole = engine().upscale(x)
     up = engine(tile=32)
     with torch.no_grad():
-        up.module.forward = _plain(up.module)
+        up.model.module.forward = _plain(up.model.module)
         tiled = up.upscale(x)
     assert (tiled - whole).abs().max() > 1e-2
 
@@ -157,7 +158,7 @@ def test_gathering_survives_an_out_of_memory_split():
     x = torch.rand(1, 3, 77, 95)
     whole = engine().upscale(x)
     up = engine(tile=24, batch_size=4)
-    run, seen = up._run, []
+    run, seen = up.model.forward, []
 
     def picky(batch, window=None):
         seen.append(batch.shape[0])
@@ -165,6 +166,6 @@ def test_gathering_survives_an_out_of_memory_split():
             raise torch.OutOfMemoryError("too big")
         return run(batch, window)
 
-    up._run = picky
+    up.model.forward = picky
     assert (up.upscale(x) - whole).abs().max() < 1e-4
     assert max(seen) > 1

@@ -15,6 +15,7 @@ from torch import nn
 
 from esr_cli import images
 from esr_cli.engine import Upscaler
+from esr_cli.loaded import LoadedModel
 from esr_cli.errors import EsrError
 from esr_cli.images import quantize, read_image, to_batch
 from esr_cli.resize import imresize
@@ -48,7 +49,7 @@ class Nearest(nn.Module):
 
 
 def nearest() -> Upscaler:
-    return Upscaler(Nearest(), tiny, TinyConfig(scale=2))
+    return Upscaler(LoadedModel(Nearest(), tiny, TinyConfig(scale=2)))
 
 
 def run(sources, out: Path, upscaler=None, fmt="same", **kw):
@@ -179,7 +180,7 @@ def test_output_formats(tmp_path, fmt, name):
 
 
 def test_outscale_gives_the_requested_size_by_imresize(tmp_path):
-    up = Upscaler(tiny_weights(tmp_path / "tiny.pth"), tiny, TinyConfig())
+    up = Upscaler(LoadedModel(tiny_weights(tmp_path / "tiny.pth"), tiny, TinyConfig()))
     src = rgb(tmp_path / "a.png", size=(10, 8))
     run([src], tmp_path / "out", upscaler=up, outscale=3)
     out = np.asarray(Image.open(tmp_path / "out" / "a_x2.png"))
@@ -218,7 +219,7 @@ def test_tiled_equals_untiled_with_random_weights_of_a_real_architecture(name):
         pytest.skip(f"needs the plugin that provides {name}")
     torch.manual_seed(0)
     config = arch.config(scale=2, **RANDOM[name])
-    up = Upscaler(arch.build(config), arch, config)
+    up = Upscaler(LoadedModel(arch.build(config), arch, config))
     x = torch.rand(1, 3, 150, 140)
     whole = quantize(up.upscale(x), 8)
     for tile in (64, 128):

@@ -11,6 +11,7 @@ import torch
 
 from esr_cli import video
 from esr_cli.engine import Upscaler
+from esr_cli.loaded import LoadedModel
 from esr_cli.errors import EsrError
 
 from tiny import TinyConfig, TinyNet, tiny
@@ -29,7 +30,7 @@ def make_clip(path: Path, *args: str, seconds: float = 1.0, rate: str = "25", si
 
 def upscaler(batch_size: int = 4) -> Upscaler:
     torch.manual_seed(0)
-    return Upscaler(TinyNet(scale=2), tiny, TinyConfig(scale=2), batch_size=batch_size)
+    return Upscaler(LoadedModel(TinyNet(scale=2), tiny, TinyConfig(scale=2)), batch_size=batch_size)
 
 
 def stream_md5(path: Path, stream: str) -> str:

@@ -57,7 +57,7 @@ def upscale(
     existing = "overwrite" if overwrite else "skip" if skip_existing else "error"
     summary = upscale_files(jobs, upscaler, tta=tta, outscale=outscale, quality=quality, existing=existing,
                             max_pixels=max_pixels, quiet=quiet)
-    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.device} ({upscaler.precision}): {summary.line()}",
+    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): {summary.line()}",
                err=True)
     if summary.failed:
         raise typer.Exit(1)

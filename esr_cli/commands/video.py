@@ -49,5 +49,5 @@ def video(
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
     summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
                             frames_dir=frames_dir, segment_frames=segment_frames, overwrite=overwrite, quiet=quiet)
-    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.device} ({upscaler.precision}): {summary.line()}",
+    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): {summary.line()}",
                err=True)
