@@ -17,7 +17,7 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 PENDING_PLUGINS = {  # issue #16: official files in SOURCES.json that no installed plugin declares yet
-    "fmen_ntire22_x4.pth", "plainrfdn_ntire22_x4.pth", "repafdn_ntire22_x4.pth", "rfdn_prune_ntire22_x4.pth",
+    "plainrfdn_ntire22_x4.pth", "repafdn_ntire22_x4.pth", "rfdn_prune_ntire22_x4.pth",
     "bsrn_ntire22_x4.pth", "imdn_nb7_ntire22_x4.pth", "efdn_ntire22_x4.pth",
     "span_ntire24_x4.pth", "spantiny_ntire24_x4.pth", "smfan_ntire24_x4.pth", "pfdnlite_ntire24_x4.pth",
     "dscf_ntire25_x4.pth", "spanf_ntire25_x4.pth", "espan_ntire25_x4.pth", "safmnv3_ntire25_x4.pth",
