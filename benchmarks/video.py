@@ -16,7 +16,8 @@ import torch
 
 from esr_cli.images import quantize
 from esr_cli.models import load_model
-from esr_cli.video import Decoder, ffmpeg_exe, probe, upscale_video
+from esr_cli.ffmpeg import Decoder, ffmpeg_exe, probe
+from esr_cli.video import upscale_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from esr_cli import video
+from esr_cli import ffmpeg, video
 from esr_cli.engine import Upscaler
-from esr_cli.loaded import LoadedModel
 from esr_cli.errors import EsrError
+from esr_cli.loaded import LoadedModel
 
 from tiny import TinyConfig, TinyNet, tiny
 
-FFMPEG = video.ffmpeg_exe()
+FFMPEG = ffmpeg.ffmpeg_exe()
 
 
 def make_clip(path: Path, *args: str, seconds: float = 1.0, rate: str = "25", size: str = "64x48") -> Path:
@@ -56,9 +56,9 @@ def clip(tmp_path_factory) -> Path:
 
 
 def test_probe(clip):
-    info = video.probe(clip)
+    info = ffmpeg.probe(clip)
     assert (info.width, info.height, info.fps, info.vfr, info.bits) == (64, 48, Fraction(30000, 1001), False, 8)
-    assert info.frames == len(video.frame_timestamps(clip)) == 29 and info.streams == ["Video", "Audio"]
+    assert info.frames == len(ffmpeg.frame_timestamps(clip)) == 29 and info.streams == ["Video", "Audio"]
     assert info.color["color_space"] == "bt709"
 
 
@@ -66,12 +66,12 @@ def test_probe(clip):
 def test_upscale_keeps_timing_audio_and_colour(clip, tmp_path):
     out = tmp_path / "out.mp4"
     summary = video.upscale_video(clip, out, upscaler(), segment_frames=12, quiet=True)
-    src, dst = video.probe(clip), video.probe(out)
+    src, dst = ffmpeg.probe(clip), ffmpeg.probe(out)
     assert (dst.width, dst.height) == (2 * src.width, 2 * src.height)
     assert dst.frames == src.frames == summary.frames == 29
     assert dst.fps == src.fps and not dst.vfr
     assert abs(dst.duration - src.duration) < 1 / float(src.fps)
-    assert video.frame_timestamps(out) == video.frame_timestamps(clip)
+    assert ffmpeg.frame_timestamps(out) == ffmpeg.frame_timestamps(clip)
     assert stream_md5(out, "0:a") == stream_md5(clip, "0:a")
     assert dst.color["color_space"] == "bt709"
     assert not list(tmp_path.glob(".*")), "work dir and temporary file removed"
@@ -87,11 +87,11 @@ def test_vfr_timestamps_and_subtitles_kept_in_mkv(tmp_path):
                     "-map", "0:v", "-map", "1:a", "-map", "2:s",
                     "-vf", "setpts='(N/25+N*N/800)/TB'", "-fps_mode", "passthrough",
                     "-c:v", "libx264", "-c:a", "flac", "-c:s", "srt", str(src)], check=True)
-    assert video.probe(src).vfr
+    assert ffmpeg.probe(src).vfr
     out = tmp_path / "vfr_x2.mkv"
     video.upscale_video(src, out, upscaler(), segment_frames=8, quiet=True)
-    assert video.frame_timestamps(out) == video.frame_timestamps(src)
-    assert video.probe(out).streams == ["Video", "Audio", "Subtitle"]
+    assert ffmpeg.frame_timestamps(out) == ffmpeg.frame_timestamps(src)
+    assert ffmpeg.probe(out).streams == ["Video", "Audio", "Subtitle"]
     assert stream_md5(out, "0:a") == stream_md5(src, "0:a")
     assert stream_md5(out, "0:s") == stream_md5(src, "0:s")
 
@@ -131,22 +131,22 @@ def test_colour_tags_are_read_from_one_whole_showinfo_line():
     both log), so the probe read color_range "tvframe=" and every segment encoder failed on `-color_range
     tvframe=`. The probe now runs with -nostats, and a torn line is refused, never passed on."""
     whole = TORN.replace("{report}\n[Parsed_showinfo_0 @ 0x7f10e0001b80] ", "")
-    assert video._showinfo(whole)["color"] == {"color_range": "tv", "color_space": "bt709",
+    assert ffmpeg._showinfo(whole)["color"] == {"color_range": "tv", "color_space": "bt709",
                                                "color_primaries": "unknown", "color_trc": "unknown"}
     with pytest.raises(EsrError, match="colour tags"):
-        video._showinfo(TORN.replace("{report}", REPORT))
+        ffmpeg._showinfo(TORN.replace("{report}", REPORT))
 
 
 def test_probe_reads_the_same_tags_every_time(clip):
     """Without -nostats about 1 probe in 15 of this clip came back torn on a 2-core machine."""
     for _ in range(25):
-        assert video.probe(clip).color == {"color_range": "tv", "color_space": "bt709",
+        assert ffmpeg.probe(clip).color == {"color_range": "tv", "color_space": "bt709",
                                            "color_primaries": "unknown", "color_trc": "unknown"}
 
 
 @pytest.mark.parametrize("encoding, message", [
-    (video.Encoding(preset="nosuch"), r"libx264: Error setting preset/tune nosuch"),
-    (video.Encoding(ffmpeg_args=["-colorspace", "bt709frame="]), r"libx264: Error setting option colorspace to value bt709frame=")])
+    (ffmpeg.Encoding(preset="nosuch"), r"libx264: Error setting preset/tune nosuch"),
+    (ffmpeg.Encoding(ffmpeg_args=["-colorspace", "bt709frame="]), r"libx264: Error setting option colorspace to value bt709frame=")])
 def test_encoder_errors_name_the_cause(clip, tmp_path, encoding, message):
     out = tmp_path / "bad.mp4"
     with pytest.raises(EsrError, match=f"^encoder failed: {message}") as err:
@@ -161,8 +161,8 @@ def test_other_options_refuse_to_resume(clip, tmp_path):
         video.upscale_video(clip, out, upscaler(), segment_frames=8, quiet=True,
                             on_segment=lambda k: (_ for _ in ()).throw(RuntimeError("stop")))
     with pytest.raises(EsrError, match="--overwrite"):
-        video.upscale_video(clip, out, upscaler(), encoding=video.Encoding(crf=30), segment_frames=8, quiet=True)
-    summary = video.upscale_video(clip, out, upscaler(), encoding=video.Encoding(crf=30), segment_frames=8,
+        video.upscale_video(clip, out, upscaler(), encoding=ffmpeg.Encoding(crf=30), segment_frames=8, quiet=True)
+    summary = video.upscale_video(clip, out, upscaler(), encoding=ffmpeg.Encoding(crf=30), segment_frames=8,
                                   quiet=True, overwrite=True)
     assert summary.processed == 29
 
@@ -180,12 +180,12 @@ def test_section_and_frames_dir(clip, tmp_path):
 def test_ten_bit_in_ten_bit_out(tmp_path):
     src = make_clip(tmp_path / "deep.mkv", "-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=none",
                     "-c:a", "flac", "-shortest", seconds=0.4)
-    assert video.probe(src).bits == 16
+    assert ffmpeg.probe(src).bits == 16
     out = tmp_path / "deep_x2.mkv"
-    video.upscale_video(src, out, upscaler(), encoding=video.Encoding(codec="libx265", pix_fmt="yuv420p10le",
+    video.upscale_video(src, out, upscaler(), encoding=ffmpeg.Encoding(codec="libx265", pix_fmt="yuv420p10le",
                                                                       ffmpeg_args=["-x265-params", "log-level=none"]),
                         quiet=True)
-    assert video.probe(out).pix_fmt == "yuv420p10le"
+    assert ffmpeg.probe(out).pix_fmt == "yuv420p10le"
 
 
 @pytest.mark.parametrize("content, message", [(b"not a video at all", "not a video"), (None, "no such file")])
