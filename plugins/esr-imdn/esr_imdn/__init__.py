@@ -120,6 +120,15 @@ imdn_ntire22 = Architecture(
                 challenge=Challenge("NTIRE 2022 ESR", 2022, team="baseline", params_m=0.894, flops_g=58.53, activations_m=154.14,
                                     convs=43, runtime_ms=50.86, memory_mb=471.76, val_psnr=29.13, test_psnr=28.78,
                                     gpu="Titan Xp", source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
+        Weights("imdn-ntire22-nb7-x4", 4, f"{NTIRE22_FILES}/team26_imdn_nb7.pth",
+                "c8bd64b7eebe5d955c00fb5626385e13fa5775518be77a265f3f74b5e33e55a7", "MIT", NTIRE22_REPO, 790496,
+                variant="NTIRE 2022 ESR team xilinxSR: the baseline with 7 blocks (64 ch, no CCA)",
+                reference_psnr=32.2064,
+                challenge=Challenge("NTIRE 2022 ESR", 2022, ranks={"runtime": 16, "complexity": 34, "overall": 22},
+                                    team="xilinxSR", params_m=0.790, flops_g=51.76, activations_m=136.31, convs=38,
+                                    runtime_ms=48.20, memory_mb=471.37, val_psnr=29.05, test_psnr=28.75,
+                                    gpu="Titan Xp",
+                                    source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
     ),
 )
 

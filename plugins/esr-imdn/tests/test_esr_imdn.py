@@ -26,6 +26,7 @@ FILES = {  # shared zoo file -> (architecture, weights name)
     "imdn_rtc_x2.pth": ("imdn-rtc", "imdn-rtc-x2"),
     "imdn_ntire22baseline_x4.pth": ("imdn-ntire22", "imdn-ntire22-x4"),
     "imdn_plus_ntire22_x4.pth": ("imdn-plus", "imdn-plus-x4"),
+    "imdn_nb7_ntire22_x4.pth": ("imdn-ntire22", "imdn-ntire22-nb7-x4"),
     "imdn_rte_x2.pth": ("imdn-rte", "imdn-rte-x2"),
 }
 

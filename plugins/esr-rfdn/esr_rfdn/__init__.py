@@ -1,27 +1,55 @@
-"""esr plugin: RFDN and RLFN, two efficient SR networks built on Enhanced Spatial Attention (ESA)."""
+"""esr plugin: RFDN and RLFN, two efficient SR networks built on Enhanced Spatial Attention (ESA), and three RFDN
+variants of the NTIRE 2022 ESR challenge: MegSR's pruned RFDN, NEESR's PlainRFDN and Super's RePAFDN."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
 
-from .esa import STRIDE
-from .rfdn import RFDN, RFDNConfig
+from .esa import PARALLEL_STRIDE, STRIDE
+from .plainrfdn import PlainRFDN, PlainRFDNConfig
+from .repafdn import RePAFDN, RePAFDNConfig
+from .rfdn import RFDN, RFDNConfig, RFDNPruneConfig
 from .rlfn import RLFN, RLFNConfig
 
-__all__ = ["rfdn", "rlfn", "RFDN", "RFDNConfig", "RLFN", "RLFNConfig"]
+__all__ = ["rfdn", "rfdn_prune", "plainrfdn", "repafdn", "rlfn", "RFDN", "RFDNConfig", "RFDNPruneConfig",
+           "PlainRFDN", "PlainRFDNConfig", "RePAFDN", "RePAFDNConfig", "RLFN", "RLFNConfig"]
 
 RLFN_REPO = "bytedance/RLFN"
 RLFN_RAW = f"https://raw.githubusercontent.com/{RLFN_REPO}/bccfde91bf8b2de80789ec033a029e6f2a932330/model_zoo"
 
 
-def read_rfdn_config(sd: StateDict, scale: int | None = None) -> RFDNConfig:
-    return RFDNConfig(
+def read_rfdn_config(sd: StateDict, scale: int | None = None, config: type = RFDNConfig) -> RFDNConfig:
+    """The shapes of RFDN and of the pruned RFDN; `config` (the architecture's) fixes the shallow residual."""
+    return config(
         channels=sd["fea_conv.weight"].shape[0],
         blocks=count_blocks(sd, "B"),
         esa_channels=sd["B1.esa.conv1.weight"].shape[0],
         scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),  # 3 * scale**2
+    )
+
+
+def read_plainrfdn_config(sd: StateDict, scale: int | None = None) -> PlainRFDNConfig:
+    return PlainRFDNConfig(
+        channels=sd["fea_conv.weight"].shape[0],
+        blocks=count_blocks(sd, "B"),
+        distilled=sd["B1.c1_d.weight"].shape[0],
+        esa_channels=sd["B1.esa.conv1.weight"].shape[0],
+        scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),
+    )
+
+
+def read_repafdn_config(sd: StateDict, scale: int | None = None) -> RePAFDNConfig:
+    last = count_blocks(sd, "B")  # B1..B{last-1} are FDB_S, B{last} the FDB
+    return RePAFDNConfig(
+        channels=sd["fea_conv.weight"].shape[0],
+        short_blocks=last - 1,
+        short_distilled=sd["B1.c1_d.weight"].shape[0],
+        distilled=sd[f"B{last}.c1_d.weight"].shape[0],
+        esa_channels=sd["B1.esa.conv1.weight"].shape[0],
+        scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),
     )
 
 
@@ -126,5 +154,93 @@ rfdn = Architecture(
                 challenge=Challenge("NTIRE 2022 ESR", 2022, team="reference (AIM 2020 winner)", params_m=0.433, flops_g=27.10,
                                     activations_m=112.03, convs=64, runtime_ms=41.97, memory_mb=788.13,
                                     val_psnr=29.04, test_psnr=28.75, gpu="Titan Xp", source="ofsoundof/NTIRE2022_ESR figs/results.png (official results table)")),
+    ),
+)
+
+NTIRE22_REPO = "ofsoundof/NTIRE2022_ESR"
+NTIRE22_FILES = f"https://raw.githubusercontent.com/{NTIRE22_REPO}/e95ba4a4916bb13d6348f7ee172827e2452e8a31/model_zoo"
+NTIRE22_TABLE = f"{NTIRE22_REPO} figs/results.png (official results table)"
+
+
+def _ntire22_weights(name: str, file: str, sha256: str, params: int, variant: str, reference_psnr: float,
+                     challenge: Challenge) -> Weights:
+    return Weights(name=name, scale=4, url=f"{NTIRE22_FILES}/{file}", sha256=sha256, license="MIT",
+                   source=f"https://github.com/{NTIRE22_REPO}", params=params, variant=variant,
+                   reference_psnr=reference_psnr, challenge=challenge)
+
+
+def _ntire22(team: str, ranks: tuple[int, int, int], **figures) -> Challenge:
+    """A row of the NTIRE 2022 ESR results table: ranks of the runtime (main), complexity and overall tracks."""
+    return Challenge("NTIRE 2022 ESR", 2022, ranks=dict(zip(("runtime", "complexity", "overall"), ranks)), team=team,
+                     gpu="Titan Xp", source=NTIRE22_TABLE, **figures)
+
+
+# Same keys and shapes as an RFDN: an unknown file of this layout fits both, and names one with --arch; the
+# challenge file is known by its sha256. Loaded into rfdn (with the residual) it gives 26.10 dB on Set5.
+rfdn_prune = Architecture(
+    name="rfdn-prune",
+    tile_overlap=32,  # Set14 x4, tiles of 64: 0.05% of pixels differ by 1 level, none by more (48: 0.006%)
+    min_size=15,  # ESA: stride-2 conv then a 7x7 max-pool with stride 3
+    tile_grid=STRIDE,
+    model=RFDN,
+    config=RFDNPruneConfig,
+    detect=rfdn.detect,
+    read_config=functools.partial(read_rfdn_config, config=RFDNPruneConfig),
+    paper="Li et al., NTIRE 2022 Challenge on Efficient Super-Resolution: Methods and Results, CVPRW 2022 (team MegSR: pruned RFDN)",
+    scales=(2, 3, 4),
+    input_range=255.0,
+    precisions=("fp16", "bf16"),  # Set5, CPU autocast: fp16 -0.0007 dB, bf16 -0.0014 dB
+    weights=(
+        _ntire22_weights("rfdn-prune-ntire22-x4", "team40_rfdn_pruned.pth",
+                         "f4b5ebb858957bd5a473711e78f0d20a545d7e3a0fbcb90c0548d89fd2852172", 289888,
+                         "NTIRE 2022 ESR team MegSR (40 ch, 4 RFDB, ESA width 12)", 32.1452,
+                         _ntire22("MegSR", (5, 9, 5), params_m=0.290, flops_g=17.70, activations_m=91.72, convs=64,
+                                  runtime_ms=32.59, memory_mb=640.63, val_psnr=29.00, test_psnr=28.68)),
+    ),
+)
+
+plainrfdn = Architecture(
+    name="plainrfdn",
+    tile_overlap=32,  # Set14 x4, tiles of 64: 0.06% of pixels differ by 1 level, none by more (24: 0.18%)
+    min_size=5,  # ESA: a 7x7 max-pool with padding 1
+    tile_grid=PARALLEL_STRIDE,
+    model=PlainRFDN,
+    config=PlainRFDNConfig,
+    detect=("fea_conv.weight", "B1.c1_r.conv3x3.weight", "B1.esa.conv_23.weight", "LR_conv.weight",
+            "upsampler.0.weight"),
+    read_config=read_plainrfdn_config,
+    paper="Li et al., NTIRE 2022 Challenge on Efficient Super-Resolution: Methods and Results, CVPRW 2022 (team NEESR: PlainRFDN)",
+    scales=(2, 3, 4),
+    input_range=255.0,
+    precisions=("fp16", "bf16"),  # Set5, CPU autocast: fp16 -0.0008 dB, bf16 -0.0014 dB
+    weights=(
+        _ntire22_weights("plainrfdn-ntire22-x4", "team05_efdn.pt",
+                         "b1cfec0dd5eaef944f02d0ce6f3bb75667c7afd0f21b63afe1e4c22b16504b7e", 272038,
+                         "NTIRE 2022 ESR team NEESR (42 ch, 4 blocks, 10 distilled ch)", 31.8548,
+                         _ntire22("NEESR", (3, 4, 1), params_m=0.272, flops_g=16.86, activations_m=79.59, convs=59,
+                                  runtime_ms=29.97, memory_mb=575.99, val_psnr=29.01, test_psnr=28.71)),
+    ),
+)
+
+repafdn = Architecture(
+    name="repafdn",
+    tile_overlap=48,  # Set14 x4, tiles of 64: 0.016% of pixels differ by 1 level (32: 0.14%; 24: up to 9 levels)
+    min_size=15,  # ESA: stride-2 conv then a 7x7 max-pool with stride 3
+    tile_grid=STRIDE,
+    model=RePAFDN,
+    config=RePAFDNConfig,
+    detect=("fea_conv.weight", "B1.c1_d.weight", "B1.esa.conv_max.weight", "c.0.weight", "pa.conv.weight",
+            "upsampler.0.weight"),
+    read_config=read_repafdn_config,
+    paper="Li et al., NTIRE 2022 Challenge on Efficient Super-Resolution: Methods and Results, CVPRW 2022 (team Super: RePAFDN)",
+    scales=(2, 3, 4),
+    input_range=1.0,
+    precisions=("fp16", "bf16"),  # Set5, CPU autocast: fp16 -0.0001 dB, bf16 -0.0039 dB
+    weights=(
+        _ntire22_weights("repafdn-ntire22-x4", "team10_repafdn.pth",
+                         "ff9392bf08b0178da9a225a7efdb495156b60021ef69f260f28d68236141e33b", 326040,
+                         "NTIRE 2022 ESR team Super (48 ch, 3 FDB_S + 1 FDB, PA)", 32.1378,
+                         _ntire22("Super", (4, 12, 10), params_m=0.326, flops_g=20.06, activations_m=93.82,
+                                  convs=59, runtime_ms=32.09, memory_mb=663.07, val_psnr=29.00, test_psnr=28.71)),
     ),
 )

@@ -1,4 +1,5 @@
-"""Enhanced Spatial Attention (Liu et al., RFANet, CVPR 2020) as used by RFDN (njulj/RFDN) and RLFN (bytedance/RLFN)."""
+"""Enhanced Spatial Attention (Liu et al., RFANet, CVPR 2020) as used by RFDN (njulj/RFDN), RLFN (bytedance/RLFN)
+and RePAFDN, and the modified ESA of PlainRFDN (NTIRE 2022 ESR, team NEESR)."""
 
 from __future__ import annotations
 
@@ -38,5 +39,31 @@ class ESA(nn.Module):
             if i < len(self.group) - 1:
                 v = F.relu(v)
         v = tiling.upsample(v, x.shape[-2:], stride=STRIDE)  # bilinear, as the whole image samples it
+        mask = torch.sigmoid(self.conv4(v + self.conv_f(reduced)))
+        return x * mask
+
+
+PARALLEL_STRIDE = 7  # of ParallelESA's pooled map: one max-pool with stride 7
+
+
+class ParallelESA(nn.Module):
+    """PlainRFDN's ESA: no strided conv; a 7x7 max-pool with stride 7 (padding 1) on the reduced map, two parallel
+    3x3 conv + ReLU branches, concatenated and fused by a 3x3 conv (conv_23), then as ESA."""
+
+    def __init__(self, channels: int, esa_channels: int) -> None:
+        super().__init__()
+        f = esa_channels
+        self.conv1 = nn.Conv2d(channels, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        self.conv_2 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv_3 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv_23 = nn.Conv2d(2 * f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reduced = self.conv1(x)
+        v = F.max_pool2d(reduced, kernel_size=7, stride=PARALLEL_STRIDE, padding=1)
+        v = self.conv_23(torch.cat([F.relu(self.conv_2(v)), F.relu(self.conv_3(v))], dim=1))
+        v = tiling.upsample(v, x.shape[-2:], stride=PARALLEL_STRIDE)
         mask = torch.sigmoid(self.conv4(v + self.conv_f(reduced)))
         return x * mask
