@@ -1,4 +1,5 @@
-"""SAFMN, GFMN and SAFMN++ (sunny2109/SAFMN) as esr architectures."""
+"""SAFMN, GFMN, SAFMN++ (sunny2109/SAFMN), SMFAN and SAFMNv3 (the same lab's NTIRE 2024 / 2025 ESR entries) as esr
+architectures."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, s
 from .gfmn import GFMN, GFMNConfig
 from .safmn import SAFMN, SAFMNConfig
 from .safmnpp import SAFMNPP, SAFMNPPConfig
+from .safmnv3 import SAFMNv3, SAFMNv3Config
+from .smfan import SMFAN, SMFANConfig
 
-__all__ = ["safmn", "gfmn", "safmnpp", "SAFMN", "GFMN", "SAFMNPP"]
+__all__ = ["safmn", "gfmn", "safmnpp", "smfan", "safmnv3", "SAFMN", "GFMN", "SAFMNPP", "SMFAN", "SAFMNv3"]
 
 SOURCE = "https://github.com/sunny2109/SAFMN"
 RAW = "https://raw.githubusercontent.com/sunny2109/SAFMN/68c2182e4f8829a979886b0a1cab8f269f91b321"
+NTIRE24 = "https://github.com/Amazingren/NTIRE2024_ESR"
+NTIRE25 = "https://github.com/Amazingren/NTIRE2025_ESR"
 
 
 def _dim_scale(sd: StateDict) -> tuple[int, int]:
@@ -34,6 +39,19 @@ def read_safmnpp(sd: StateDict, scale: int | None = None) -> SAFMNPPConfig:
     dim, scale = _dim_scale(sd)
     hidden = sd["feats.0.conv2.conv1.weight"].shape[0]
     return SAFMNPPConfig(dim, count_blocks(sd, "feats"), hidden / dim, scale)
+
+
+def read_smfan(sd: StateDict, scale: int | None = None) -> SMFANConfig:
+    dim, scale = _dim_scale(sd)
+    hidden = sd["feats.0.pcfn.conv_0.weight"].shape[0]
+    return SMFANConfig(dim, count_blocks(sd, "feats"), hidden / dim, scale)
+
+
+def read_safmnv3(sd: StateDict, scale: int | None = None) -> SAFMNv3Config:
+    dim, scale = _dim_scale(sd)
+    hidden = sd["feats.0.conv2.conv1.weight"].shape[0]
+    split = sd["feats.0.conv1.conv1.weight"].shape[0]
+    return SAFMNv3Config(dim, count_blocks(sd, "feats"), hidden / dim, split, scale)
 
 
 safmn = Architecture(
@@ -112,6 +130,64 @@ safmnpp = Architecture(
                                 activations_m=69.28, convs=32, runtime_ms=9.12, memory_mb=280.67,
                                 gpu="the team's own GPU (official script)", val_psnr=26.90,
                                 source="sunny2109/SAFMN NTIRE2024_ESR/results.txt"),
+        ),
+    ),
+)
+
+smfan = Architecture(
+    name="smfan",
+    tile_overlap=64,
+    model=SMFAN,
+    config=SMFANConfig,
+    detect=("to_feat.weight", "feats.0.smfa.linear_0.weight", "feats.0.smfa.lde.conv_0.0.weight",
+            "feats.0.pcfn.conv_0.weight", "to_img.0.weight"),
+    read_config=read_smfan,
+    paper="SMFANet: A Lightweight Self-Modulation Feature Aggregation Network for Efficient Image Super-Resolution "
+          "(ECCV 2024); its NTIRE 2024 ESR version (team24)",
+    precisions=(),
+    min_size=2,  # the unbiased spatial variance needs 2 pixels; no size multiple: the 1/8 cells are adaptive
+    weights=(
+        Weights(
+            name="smfan-x4",
+            scale=4,
+            url="https://raw.githubusercontent.com/Amazingren/NTIRE2024_ESR/6404fa48dde4a4adbf241a51debdc661aef20449/"
+                "model_zoo/team24_smfan.pth",
+            sha256="e1e3395edd90cab47c66eaac3c86dac600bda10a9fb6395aa4e55311533b403e",
+            license="MIT",
+            source=NTIRE24,
+            params=84_408,
+            variant="NTIRE 2024 ESR entry (team24): 24 ch, 8 blocks, ffn 1.5",
+            reference_psnr=32.0386,
+            challenge=None,
+        ),
+    ),
+)
+
+safmnv3 = Architecture(
+    name="safmnv3",
+    tile_overlap=64,
+    model=SAFMNv3,
+    config=SAFMNv3Config,
+    detect=("to_feat.weight", "feats.0.conv1.conv1.weight", "feats.0.conv1.conv3.weight", "feats.0.conv1.dwconv.weight",
+            "feats.0.conv2.conv1.weight", "to_img.0.weight"),
+    read_config=read_safmnv3,
+    paper="SAFMNv3: Simple Feature Modulation Network for Real-Time Image Super-Resolution (NTIRE 2025 ESR, team19)",
+    precisions=(),
+    size_multiple=8,
+    tile_grid=8,  # the 1/8 max-pooled map is resized back bilinearly
+    weights=(
+        Weights(
+            name="safmnv3-x4",
+            scale=4,
+            url="https://raw.githubusercontent.com/Amazingren/NTIRE2025_ESR/b69fb668c0362deb696eecbfdebfaa5c2fcdfcb4/"
+                "model_zoo/team19_safmnv3.pth",
+            sha256="07ca690f7935b97978a36bbb2e82aa821ffea7d38555eeb8468ee9e1425bd4dd",
+            license="MIT",
+            source=NTIRE25,
+            params=144_672,
+            variant="NTIRE 2025 ESR entry (team19): 40 ch, 6 blocks, ffn 1.5, split 12",
+            reference_psnr=32.0309,
+            challenge=None,
         ),
     ),
 )

@@ -39,12 +39,12 @@ class SimpleSAFM(nn.Module):
 
 
 class CCM(nn.Module):
-    """Convolutional channel mixer: 3x3 conv to `ffn_scale` x channels, GELU, 1x1 conv back."""
+    """Convolutional channel mixer: 3x3 conv (1x1 in SAFMNv3) to `ffn_scale` x channels, GELU, 1x1 conv back."""
 
-    def __init__(self, dim: int, ffn_scale: float):
+    def __init__(self, dim: int, ffn_scale: float, kernel: int = 3):
         super().__init__()
         hidden = int(dim * ffn_scale)
-        self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(dim, hidden, kernel, 1, kernel // 2, bias=False)
         self.conv2 = nn.Conv2d(hidden, dim, 1, bias=False)
         self.act = nn.GELU()
 
