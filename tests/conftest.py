@@ -16,21 +16,9 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
-PENDING_PLUGINS = {  # issue #16: official files in SOURCES.json that no installed plugin declares yet
-    "plainrfdn_ntire22_x4.pth", "repafdn_ntire22_x4.pth", "rfdn_prune_ntire22_x4.pth",
-    "bsrn_ntire22_x4.pth", "imdn_nb7_ntire22_x4.pth", "efdn_ntire22_x4.pth",
-    "span_ntire24_x4.pth", "spantiny_ntire24_x4.pth", "smfan_ntire24_x4.pth", "pfdnlite_ntire24_x4.pth",
-    "dscf_ntire25_x4.pth", "spanf_ntire25_x4.pth", "espan_ntire25_x4.pth", "safmnv3_ntire25_x4.pth",
-    "spanv2_ntire26_x4.pth",
-}
-"""Remove a name as its plugin lands: the xfail is strict, so a declared file that passes fails the run."""
-
-
 def zoo_entries(entries: list[dict]) -> list:
-    """SOURCES.json entries as test parameters, the ones of PENDING_PLUGINS expected to fail (strict)."""
-    pending = pytest.mark.xfail(strict=True, reason="issue #16: no installed plugin declares this file yet")
-    return [pytest.param(e, id=Path(e["file"]).name, marks=[pending] if Path(e["file"]).name in PENDING_PLUGINS else [])
-            for e in entries]
+    """SOURCES.json entries as test parameters, named by file."""
+    return [pytest.param(e, id=Path(e["file"]).name) for e in entries]
 
 
 FAULTS = ("ok", "drop", "wrong", "404", "500", "stall")

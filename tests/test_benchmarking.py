@@ -73,6 +73,9 @@ def challenge_weights() -> list[str]:
 KNOWN_DIFFERENCES: dict[str, str] = {
     "mobilesr-x4": "the challenge's counter leaves out MobileSR's Linear layers (its hook reads windows x 64 x 64) and "
                    "the attention products: its 8.73 G FLOPs are the conv MACs plus activations; all of them give 15.28 G",
+    "spanv2-ntire26-x4": "the published 1.59 G / 42.99 M / 18 convs were counted with the team's CUDA attention op, "
+                         "whose output fvcore and the Conv2d hooks cannot trace past (blocks 2-5 and 4 guidance convs "
+                         "are missed); the same graph in plain PyTorch gives 9.11 G / 51.38 M / 22",
 }
 """Published figures that the challenge's own counter does not give for this file (explained in the plugin)."""
 
