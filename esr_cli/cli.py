@@ -13,6 +13,8 @@ app = typer.Typer(
     help="Image and video super-resolution with the NTIRE efficient-SR networks (RLFN, IMDN, RFDN, MDRN, SAFMN, ...).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: no `<bool>` metavar on flags, no markup to escape
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -107,6 +107,10 @@ def test_help_and_version_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     assert esr("--version").stdout.startswith("esr ")
     assert "upscale" in esr("--help").stdout
+    for command in ("upscale", "video", "benchmark"):  # flags take no value: no `<bool>` metavar
+        text = esr(command, "--help").stdout
+        assert "--tta" in text or "--overwrite" in text or "--all" in text
+        assert "<bool>" not in text and "BOOLEAN" not in text
 
 
 def test_third_party_plugin_is_listed_and_runs(third_party, tmp_path):

@@ -11,7 +11,7 @@ import typer
 from .options import ScaleOpt
 
 
-app = typer.Typer(help="List, describe, download, remove and verify pretrained weights.")
+app = typer.Typer(help="List, describe, download, remove and verify pretrained weights.", rich_markup_mode=None)
 
 NameArg = Annotated[str, typer.Argument(help="A weights name (rlfn-s-x2) or an architecture name (rlfn).")]
 
