@@ -217,6 +217,7 @@ def _ddp_worker(rank: int, port: int, recipe: dict, batch, out: str) -> None:
     trainer.backward(lr[rank * 2:(rank + 1) * 2], hr[rank * 2:(rank + 1) * 2])
     if rank == 0:
         torch.save({k: p.grad for k, p in trainer.net.named_parameters()}, out)
+    dist.barrier()  # neither rank tears gloo down while the other still uses it (SIGABRT seen in CI)
     dist.destroy_process_group()
 
 
