@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from .architecture import StateDict
-from .errors import BadWeights
+from .errors import BadWeights, first_line, shown
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
 PREFIXES = ("module.", "netG.", "model_ema.")
@@ -25,7 +25,10 @@ def read_state_dict(path: str | Path) -> dict:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            loaded = load_file(str(path))
+            try:
+                loaded = load_file(str(path))
+            except Exception as e:  # SafetensorError: a lying header, a truncated file, not safetensors at all
+                raise BadWeights(f"{shown(path)}: not a readable safetensors file ({first_line(e)[:160]})") from None
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -1,5 +1,19 @@
 """Errors a user can cause: each one ends in one clear line and a non-zero exit."""
 
+from pathlib import Path
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first line, or its type when it says nothing."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def shown(path: str | Path) -> str:
+    """A file name fit for a one-line message: control characters (a newline in a name) escaped."""
+    text = str(path)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
 
 class EsrError(Exception):
     """Base class: the message is what the user sees, on one line."""

@@ -18,13 +18,17 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import BadImage, EsrError
+from .errors import BadImage, EsrError, first_line, shown
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF", "bmp": "BMP"}
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp"}
 DEFAULT_MAX_PIXELS = 100_000_000
 ORIENTATION = 0x0112
+IMAGE_LAYOUT_TAGS = (0x0100, 0x0101, 0x0102, 0x0103, 0x0106, 0x0111, 0x0115, 0x0116, 0x0117, 0x011C, 0x0140, 0x0142,
+                     0x0143, 0x0144, 0x0145, 0x0152, 0x0153)
+"""TIFF tags that describe how the input file stores its pixels (size, strips, tiles, compression, samples): a TIFF's
+own tags show up in its EXIF, and carried into a bigger output they would describe the wrong pixels."""
 
 
 @dataclass
@@ -69,6 +73,8 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             orientation = exif.get(ORIENTATION, 1)
             if orientation != 1:
                 exif[ORIENTATION] = 1
+            for tag in IMAGE_LAYOUT_TAGS:
+                exif.pop(tag, None)
             exif_bytes = exif.tobytes() if len(exif) else None
             fmt = im.format or "PNG"
             if _is_16bit(path, im):
@@ -198,8 +204,12 @@ def write_image(path: str | Path, picture: Picture, quality: int = 95) -> None:
     fmt = output_format(path)
     if fmt == "PNG":  # streamed into the file: no full-size copy of a huge output
         atomic_write(path, lambda f: _write_png(f, picture))
-    else:
-        atomic_write(path, encode(picture, fmt, quality))
+        return
+    try:
+        data = encode(picture, fmt, quality)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # what the encoders raise for what they cannot hold
+        raise EsrError(f"{path}: cannot be written as {fmt}: {first_line(e)}") from None
+    atomic_write(path, data)
 
 
 def encode(picture: Picture, fmt: str, quality: int = 95) -> bytes:
@@ -233,7 +243,8 @@ def _pil_image(picture: Picture, fmt: str):
         pic = replace(pic, pixels=flat.round().astype(np.uint8), alpha=None)
     a = _stack(pic)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[2] if a.ndim == 3 else 1]
-    return Image.fromarray(a, mode=mode)
+    image = Image.fromarray(a, mode=mode)
+    return image.convert("RGBA") if mode == "LA" and fmt == "BMP" else image  # BMP has no gray + alpha
 
 
 def _save_options(picture: Picture, fmt: str, quality: int) -> dict:
@@ -277,18 +288,41 @@ def _chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
     f.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
 
 
+PART = ".part"
+"""Suffix of the hidden temporary files `.NAME.xxxx.part` that writes go through before their rename."""
+
+
+def remove_stale_parts(folder: Path, older_than_s: float = 3600.0) -> int:
+    """Delete temporary files of writes that a killed run left in `folder` (not touched for `older_than_s`, so that
+    another process's write under way is left alone). Returns how many were removed."""
+    import time
+
+    removed = 0
+    for part in folder.glob(f".*{PART}") if folder.is_dir() else ():
+        try:
+            if time.time() - part.stat().st_mtime > older_than_s:
+                part.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write bytes (or let `data(file)` write) to a temporary file beside `path`, then rename: never a
     half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             data(f) if callable(data) else f.write(data)
         os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise EsrError(f"{path}: cannot write ({e.strerror or e})") from None
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise EsrError(f"{shown(path)}: cannot write ({e.strerror or first_line(e)})") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise

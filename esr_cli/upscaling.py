@@ -18,11 +18,49 @@ import numpy as np
 
 from . import DEFAULT_MODEL
 from .engine import Upscaler
-from .errors import EsrError
+from .errors import EsrError, first_line, shown
 from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Picture, from_planes, quantize, read_image,
-                     to_batch, write_image)
+                     remove_stale_parts, to_batch, write_image)
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}.{ext}"
+FIELDS = ("stem", "scale", "ext", "model")
+"""The fields a name template may use, as plain names: a template is data, never code."""
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """`folder`, created if missing, or EsrError if it cannot hold outputs (a file, read-only, no permission)."""
+    import os
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # the real test: os.access ignores read-only mounts
+    except OSError as e:
+        raise EsrError(f"-o {shown(folder)}: cannot write there ({e.strerror or first_line(e)})") from None
+    if not os.path.isdir(folder):
+        raise EsrError(f"-o {shown(folder)}: not a folder")
+    return folder
+
+
+def check_template(template: str) -> str:
+    """The template, or EsrError naming what is wrong: unknown or indexed fields, braces, an empty name, a path."""
+    import string
+
+    if not template.strip():
+        raise EsrError("--name is empty: give a template such as '{stem}_x{scale}.{ext}'")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise EsrError(f"--name {template!r}: {e} (write a literal brace as {{{{ or }}}})") from None
+    for _, field_name, spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in FIELDS or spec or conversion:
+            raise EsrError(f"--name {template!r}: {{{field_name}}} is not a field; use {', '.join('{%s}' % f for f in FIELDS)}")
+    if "/" in template or "\\" in template or template in (".", "..") or Path(template).is_absolute():
+        raise EsrError(f"--name {template!r}: a name, not a path (outputs go into -o, mirroring input folders)")
+    return template
 
 
 @dataclass
@@ -68,14 +106,21 @@ def expand_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> list
 
 def plan(inputs: Iterable[str | Path], out_dir: str | Path | None, scale: int, template: str = DEFAULT_TEMPLATE,
          fmt: str = "same", recursive: bool = False, model: str = "") -> list[Job]:
-    """One output path per input: `out_dir/<relative folder>/<template>`."""
+    """One output path per input: `out_dir/<relative folder>/<template>`. Files that are outputs of other inputs
+    of the same plan (a rerun beside the inputs) are not inputs."""
+    check_template(template)
+    model = Path(model).stem if ("/" in model or "\\" in model or Path(model).suffix) else model
     jobs = []
     for source, rel in expand_inputs(inputs, recursive):
         ext = source.suffix.lower().lstrip(".") if fmt == "same" else fmt
         ext = "jpg" if ext == "jpeg" else "tif" if ext == "tiff" else ext
         name = template.format(stem=source.stem, scale=scale, ext=ext or "png", model=model)
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise EsrError(f"--name: {shown(name)!r} (from {shown(source.name)}) is not a plain file name")
         folder = Path(out_dir) / rel.parent if out_dir is not None else source.parent
         jobs.append(Job(source, folder / name))
+    targets = {j.target.resolve() for j in jobs}
+    jobs = [j for j in jobs if j.source.resolve() not in targets]
     targets = [j.target for j in jobs]
     if len(set(targets)) != len(targets):
         dup = next(t for t in targets if targets.count(t) > 1)
@@ -136,6 +181,8 @@ def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outsca
                 continue
             raise EsrError(f"{job.target} exists: pass --skip-existing to keep it or --overwrite to replace it")
         todo.append(job)
+    for folder in {j.target.parent for j in jobs}:
+        remove_stale_parts(folder)  # left by a run that was killed while writing
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="img", disable=quiet or not sys.stderr.isatty() or not todo)
     with ThreadPoolExecutor(2, thread_name_prefix="esr-read") as readers, \
@@ -185,5 +232,8 @@ def _collect(writes, summary: Summary, report, wait: bool, drain: bool = False) 
         except EsrError as e:
             summary.failed.append((job.source, str(e)))
             report(f"esr: error: {e}")
+        except Exception as e:  # an encoder failing on one image must not end the batch
+            summary.failed.append((job.source, first_line(e)))
+            report(f"esr: error: {shown(job.target)}: cannot write: {first_line(e)}")
 
 

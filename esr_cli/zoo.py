@@ -7,6 +7,7 @@ Environment: `ESR_CACHE` (cache folder), `ESR_MIRROR` (URL or folder replacing t
 from __future__ import annotations
 
 import contextlib
+import math
 import difflib
 import http.client
 import os
@@ -202,7 +203,14 @@ def _range_start(response) -> int | None:
 
 
 def _timeout() -> float:
-    return float(os.environ.get("ESR_TIMEOUT") or 30)
+    value = os.environ.get("ESR_TIMEOUT") or "30"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise DownloadError(f"ESR_TIMEOUT={value!r}: give a positive number of seconds")
+    return seconds
 
 
 @contextlib.contextmanager

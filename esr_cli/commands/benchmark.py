@@ -52,5 +52,5 @@ def benchmark(
     if plot_file:
         benchmarking.plot(rows, plot_file, plot_x)
         typer.echo(f"plot written to {plot_file}", err=True)
-    if all(r.skipped for r in rows):
-        raise typer.Exit(1)
+    if any(r.skipped for r in rows) if model else all(r.skipped for r in rows):
+        raise typer.Exit(1)  # a model named with --model that could not be measured; --all: none could

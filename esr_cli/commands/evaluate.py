@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .options import ArchOpt, DeviceOpt
+from .options import ArchOpt, DeviceOpt, TileOpt
 
 
 def evaluate(
@@ -30,15 +30,14 @@ def evaluate(
     compare: Path = typer.Option(None, help="Write a PNG of crops (HR | bicubic | each model) where they differ most."),
     precision: str = typer.Option("fp32", help="fp32 (the tables), auto, fp16 or bf16."),
     device: DeviceOpt = "auto",
-    tile: str = typer.Option("0", help="Tile size in LR pixels, auto, or 0 (whole image: exact figures)."),
+    tile: TileOpt = "0",
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Evaluate models on benchmark datasets (mean PSNR/SSIM, published figure and difference)."""
     from ..evaluation import evaluate as run
-    from .upscale import _tile
 
     results = run(models, datasets, scale=scale, arch=arch, self_ensemble=self_ensemble, precision=precision, device=device,
-                  tile=_tile(tile), metric_space=metric_space, border=border,
+                  tile=tile, metric_space=metric_space, border=border,
                   save_images=save_images, compare=compare, progress=not quiet)
     typer.echo(format_table(results, per_image))
     if json_path:

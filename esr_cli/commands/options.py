@@ -11,11 +11,39 @@ ArchOpt = Annotated[str | None, typer.Option(
     "--arch", help="Architecture of a weights file whose tensors fit several (see `esr plugins`).")]
 ScaleOpt = Annotated[int | None, typer.Option("-s", "--scale", help="Network scale (picks the weights; default 4).")]
 TileOverlapOpt = Annotated[int | None, typer.Option(
-    help="Context around each tile, blended (input pixels); default: the architecture's (24-64).")]
+    min=0, max=512, help="Context around each tile, blended (input pixels); default: the architecture's (24-64).")]
 PrecisionOpt = Annotated[str, typer.Option(
     help="auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, bf16 on CPUs with it).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for the network.")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for the network.")]
+BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Tiles (or frames) per forward pass.")]
+
+
+def tile_size(value: str) -> int | str:
+    """--tile as the engine takes it: "auto", 0 (whole image) or a size of at least 16 pixels."""
+    if value == "auto":
+        return "auto"
+    try:
+        tile = int(value)
+    except ValueError:
+        tile = -1
+    if tile != 0 and not 16 <= tile <= 65536:
+        raise typer.BadParameter(f"{value!r}: give auto, 0 (whole image) or a size from 16 to 65536 pixels",
+                                 param_hint="'--tile'")
+    return tile
+
+
+TileOpt = Annotated[str, typer.Option(callback=tile_size, help=(
+    "Tile size in input pixels (16 or more), `auto` (fits free memory) or 0 (whole image)."))]
+
+
+def finite(value: float | None) -> float | None:
+    """Refuse nan and infinities (click's ranges let nan through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def use_threads(threads: int | None) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from .. import DEFAULT_MODEL
-from .options import ArchOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOverlapOpt, use_threads
+from .options import (ArchOpt, BatchOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt, TileOverlapOpt,
+                      use_threads)
 
 
 def video(
@@ -16,14 +17,14 @@ def video(
     model: ModelOpt = DEFAULT_MODEL,
     arch: ArchOpt = None,
     scale: ScaleOpt = None,
-    tile: str = typer.Option("0", help="Tile size in input pixels, `auto` (fits free memory) or 0 (whole frame)."),
+    tile: TileOpt = "0",
     tile_overlap: TileOverlapOpt = None,
     precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
-    batch_size: int = typer.Option(4, help="Frames (or tiles) per forward pass."),
+    batch_size: BatchOpt = 4,
     threads: ThreadsOpt = None,
     codec: str = typer.Option("libx264", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, ..."),
-    crf: int = typer.Option(18, help="Constant quality (lower is better and bigger)."),
+    crf: int = typer.Option(18, min=0, max=63, help="Constant quality (lower is better and bigger)."),
     preset: str = typer.Option(None, help="Encoder preset (x264/x265: ultrafast ... veryslow)."),
     pix_fmt: str = typer.Option("yuv420p", help="Output pixel format, e.g. yuv420p10le for 10-bit."),
     ffmpeg_arg: list[str] = typer.Option([], "--ffmpeg-arg", help="Extra encoder option (repeat: --ffmpeg-arg=-tune "
@@ -31,7 +32,7 @@ def video(
     start: float = typer.Option(None, help="Start of the section to process (seconds)."),
     duration: float = typer.Option(None, help="Length of the section to process (seconds)."),
     frames_dir: Path = typer.Option(None, help="Write PNG frames into this folder instead of a video."),
-    segment_frames: int = typer.Option(120, help="Frames per resumable segment."),
+    segment_frames: int = typer.Option(120, min=1, help="Frames per resumable segment."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output and discard an unfinished run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -39,12 +40,11 @@ def video(
     from ..errors import EsrError
     from ..models import load_model
     from ..video import Encoding, upscale_video
-    from .upscale import _tile
 
     if segment_frames < 1 or batch_size < 1:
         raise EsrError("--segment-frames and --batch-size must be at least 1")
     use_threads(threads)
-    upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=_tile(tile),
+    upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
     summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
