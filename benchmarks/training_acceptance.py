@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from esr_cli.degradations import Degradations
-from esr_cli.evaluation import bicubic_upscale, load_dataset, load_pair
+from esr_cli.compare import bicubic_upscale
+from esr_cli.datasets import load_dataset, load_pair
 from esr_cli.metrics import psnr
 from esr_cli.models import load_model
-from esr_cli.training import finetune_recipe, load_recipe, run, validate
+from esr_cli.recipes import finetune_recipe, load_recipe
+from esr_cli.training import run, validate
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -7,7 +7,6 @@ the batches are a function of the iteration alone: any number of workers, any re
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from .datasets import find_dataset
 from .degradations import Degradations
 from .errors import BadImage, EsrError
 from .images import IMAGE_SUFFIXES, read_image
@@ -27,15 +27,8 @@ CACHE_LIMIT = 2_000_000_000
 
 
 def resolve_folder(ref: str | Path) -> Path:
-    """A folder as given, else under ESR_DATA (recipes name `DIV2K/DIV2K_train_HR`, `Set14/HR`)."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return path
-    root = os.environ.get("ESR_DATA")
-    if root and not path.is_absolute() and (Path(root).expanduser() / path).is_dir():
-        return Path(root).expanduser() / path
-    where = f" (nor under ESR_DATA={root})" if root else " (set ESR_DATA to resolve names under a data root)"
-    raise EsrError(f"data folder {ref}: no such folder{where}")
+    """A folder as given, else a benchmark name or a relative path under ESR_DATA (as `esr evaluate` resolves)."""
+    return find_dataset(ref)[1]
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import EsrError
+from .metrics import gaussian_window
 
 Range = float | Sequence[float]
 KINDS = ("blur", "noise", "jpeg")
@@ -92,11 +93,8 @@ def _draw(value: Range, generator: torch.Generator) -> float:
 
 
 def gaussian_kernel(size: int, sigma: float) -> Tensor:
-    """The normalised (size, size) Gaussian, as cv2.GaussianBlur / torchvision build it."""
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).float()
+    """The normalised (size, size) Gaussian (cv2.GaussianBlur's, SSIM's window), float32."""
+    return gaussian_window(size, sigma).float()
 
 
 def gaussian_blur(x: Tensor, size: int, sigma: float) -> Tensor:

@@ -1,4 +1,6 @@
-"""Training and fine-tuning: recipes (TOML), the loop, EMA, mixed precision, DDP, validation, checkpoints, resume.
+"""Training and fine-tuning: the loop, EMA, mixed precision, DDP, validation, checkpoints, resume.
+
+Recipes (TOML, defaults, stages) are `recipes`; the run log (log.csv, curves.png) is `runlog`.
 
 A run directory holds everything a run writes: `last.pt` (full state, atomic, every N iterations), `best.pth` and
 `model.pth` (plain state dicts that `esr upscale --model` detects), `log.csv`, `curves.png`, `recipe.toml.json`.
@@ -8,8 +10,6 @@ A recipe with `[[stages]]` runs them in order, each in its own sub-directory and
 from __future__ import annotations
 
 import copy
-import csv
-import dataclasses
 import io
 import json
 import math
@@ -30,127 +30,15 @@ from . import registry as registries
 from .data import PatchDataset, PatchSpec, Sampler
 from .degradations import Degradations, describe
 from .engine import Upscaler
-from .loaded import DTYPES, LoadedModel, resolve_device
 from .errors import EsrError
 from .images import atomic_write
+from .loaded import DTYPES, LoadedModel, resolve_device
 from .losses import build_loss
+from .recipes import stages_of
+from .runlog import Log
 
-DEFAULTS: dict = {
-    "name": "run",
-    "seed": 0,
-    "model": {"arch": "", "scale": 4, "config": {}, "init": ""},
-    "data": {"train": [], "lr": [], "patch": 96, "batch": 16, "repeat": 0, "workers": 2, "cache": "auto",
-             "flip": True, "rot90": True},
-    "degrade": {},
-    "loss": {"L1": 1.0},
-    "optim": {"type": "Adam", "lr": 5e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 0.0},
-    "schedule": {"type": "constant", "milestones": [], "gamma": 0.5, "eta_min": 0.0, "warmup": 0},
-    "train": {"iters": 1000, "ema": 0.0, "precision": "fp32", "device": "auto", "checkpoint_every": 500,
-              "log_every": 10},
-    "val": {"folder": "", "every": 500, "degrade": False, "border": 0},
-    "stages": [],
-}
-REPLACED = {"loss", "degrade", "config"}
-"""Tables that a recipe or stage replaces as a whole instead of merging key by key."""
-FREE = {"model.config", "loss", "degrade"}
-"""Tables whose keys are not fixed by DEFAULTS (checked where they are used)."""
 WINDOW = 50
 """Batches per epoch at least, when data.repeat = 0 (auto): small sets are repeated to fill an epoch."""
-
-
-# ---- recipes -------------------------------------------------------------------------------------
-
-def merge(base: Mapping, override: Mapping, replace: bool = True, where: str = "") -> dict:
-    """`override` over `base`, table by table; unknown keys of a table that has defaults are an error.
-    With `replace`, the tables in REPLACED are taken whole (a stage's [loss] is its loss, not added to L1)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        name = f"{where}.{key}".lstrip(".")
-        if base and key not in base and where not in FREE:
-            raise EsrError(f"recipe: unknown key {name}")
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not (replace and key in REPLACED):
-            out[key] = merge(out[key], value, replace, name)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def load_recipe(path: Path | None, overrides: list[str] = (), base: Mapping | None = None) -> dict:
-    """A TOML recipe over the defaults (or over `base`), then `--set a.b=value` (value parsed as TOML)."""
-    import tomllib
-
-    recipe = merge(DEFAULTS, base or {})
-    if path is not None:
-        try:
-            recipe = merge(recipe, tomllib.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise EsrError(f"{path}: no such recipe") from None
-        except tomllib.TOMLDecodeError as e:
-            raise EsrError(f"{path}: not valid TOML ({e})") from None
-    for item in overrides:
-        recipe = merge(recipe, _assignment(item), replace=False)
-    return recipe
-
-
-def _assignment(item: str) -> dict:
-    import tomllib
-
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise EsrError(f"--set {item}: expected key.sub=value")
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text
-    for part in reversed(key.strip().split(".")):
-        value = {part: value}
-    return value
-
-
-def stages_of(recipe: Mapping) -> list[tuple[str, dict]]:
-    """(name, recipe) of each stage: the base with the stage's tables over it; one unnamed stage if none."""
-    base = {**recipe, "stages": []}
-    if not recipe.get("stages"):
-        return [("", copy.deepcopy(base))]
-    out = []
-    for i, stage in enumerate(recipe["stages"], 1):
-        stage = dict(stage)
-        name = str(stage.pop("name", f"stage{i}"))
-        out.append((name, merge(base, stage)))
-    return out
-
-
-FINETUNE = {
-    "data": {"patch": 96, "batch": 16},
-    "optim": {"lr": 3e-4},
-    "schedule": {"type": "cosine", "eta_min": 1e-6},
-    "train": {"iters": 2000, "checkpoint_every": 250, "log_every": 10},
-    "val": {"every": 250},
-}
-"""`esr finetune` without --config: the seed deck's denoise/deblur fine-tune (Adam 3e-4 -> 1e-6 cosine), CPU-sized."""
-
-
-def finetune_recipe(model: str, data: list[str], degrade: list[str], val: str | None = None,
-                    config: Path | None = None, overrides: list[str] = (), arch: str | None = None) -> dict:
-    """A recipe that starts from pretrained weights (a zoo name or a file): its architecture, config and scale."""
-    from .degradations import parse_degrade
-    from .models import locate
-
-    match, _ = locate(model, arch=arch, registry=registries.default_registry(), quiet=True)
-    config_table = {k: v for k, v in dataclasses.asdict(match.config).items() if k != "scale"}
-    base = merge(merge(DEFAULTS, FINETUNE), {"name": f"finetune-{Path(model).stem}",
-                            "model": {"arch": match.architecture.name, "scale": match.config.scale,
-                                      "config": config_table, "init": model},
-                            "data": {"train": data}})
-    recipe = load_recipe(config, base=base)
-    recipe = merge(recipe, {"model": base["model"], "data": {"train": data}})
-    if degrade:
-        recipe["degrade"] = parse_degrade(degrade)
-    if val:
-        recipe["val"].update(folder=val, degrade=True)
-    for item in overrides:
-        recipe = merge(recipe, _assignment(item), replace=False)
-    return recipe
 
 
 # ---- distributed ---------------------------------------------------------------------------------
@@ -370,22 +258,19 @@ def batches(trainer: Trainer, dataset: PatchDataset) -> Iterator[tuple[torch.Ten
 
 def validate(module: nn.Module, arch, config, folder: str | Path, degrade: Degradations | None = None,
              seed: int = 0, border: int = 0, device: str | torch.device = "cpu") -> tuple[float, float]:
-    """Mean Y-PSNR / SSIM on a folder (evaluate's layouts), LR degraded per image with a fixed seed if asked."""
-    from .evaluation import load_dataset, load_pair
-    from .images import Picture, quantize, to_batch
-    from .metrics import psnr, ssim
+    """Mean Y-PSNR / SSIM on a folder through `esr evaluate`'s loop, LR degraded per image with a fixed seed."""
+    from .datasets import load_dataset
+    from .evaluation import Protocol, evaluate_dataset
 
-    scale = config.scale
     upscaler = Upscaler(LoadedModel(copy.deepcopy(module), arch, config, device=torch.device(device)))
-    scores = []
-    for i, pair in enumerate(load_dataset(folder, scale).pairs):
-        hr, lr = load_pair(pair, scale)
-        x = to_batch(Picture(lr))
-        if degrade is not None and degrade.active:
-            x = degrade(x[0], torch.Generator().manual_seed(seed * 1000 + i))[None]
-        sr = quantize(upscaler.upscale(x), 8)[0]
-        scores.append((psnr(sr, hr, border or scale), ssim(sr, hr, border or scale)))
-    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+
+    def per_image(x: torch.Tensor, i: int) -> torch.Tensor:
+        return degrade(x[0], torch.Generator().manual_seed(seed * 1000 + i))[None]
+
+    [result] = evaluate_dataset([upscaler], load_dataset(folder, config.scale), config.scale,
+                                Protocol(border=border or None),
+                                degrade=per_image if degrade is not None and degrade.active else None)
+    return result.psnr, result.ssim
 
 
 # ---- files ---------------------------------------------------------------------------------------
@@ -399,77 +284,6 @@ def save_torch(obj, path: Path) -> None:
 
 def export(module: nn.Module, path: Path) -> None:
     save_torch({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, path)
-
-
-class Log:
-    """log.csv (one row per log interval and per validation) and curves.png; TensorBoard too when installed."""
-
-    FIELDS = ["iter", "epoch", "lr", "loss", "terms", "val_psnr", "val_ssim", "elapsed_s"]
-
-    def __init__(self, run_dir: Path, resume_at: int) -> None:
-        self.path, self.run_dir = run_dir / "log.csv", run_dir
-        rows = self.rows() if resume_at else []
-        # drop what the interrupted run logged after its checkpoint (and a line cut short by a kill)
-        self._write([r for r in rows if (r.get("iter") or "").isdigit() and int(r["iter"]) <= resume_at
-                     and r.get("elapsed_s")])
-        self.tb = _tensorboard(run_dir)
-
-    def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with self.path.open(newline="") as f:
-            return list(csv.DictReader(f))
-
-    def _write(self, rows: list[dict]) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, self.FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(self.path, buf.getvalue().encode())
-
-    def add(self, **row) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.FIELDS).writerow(row)
-        if self.tb is not None:
-            for key in ("loss", "lr", "val_psnr", "val_ssim"):
-                if row.get(key) not in (None, ""):
-                    self.tb.add_scalar(key, float(row[key]), int(row["iter"]))
-
-    def plot(self) -> str | None:
-        """curves.png from log.csv; a note instead when matplotlib is missing."""
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            from matplotlib import pyplot as plt
-        except ImportError:
-            return "matplotlib is not installed: no curves.png"
-        rows = self.rows()
-        losses = [(int(r["iter"]), float(r["loss"])) for r in rows if r["loss"]]
-        vals = [(int(r["iter"]), float(r["val_psnr"])) for r in rows if r["val_psnr"]]
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-        if losses:
-            a.plot(*zip(*losses))
-        a.set(xlabel="iteration", ylabel="training loss", yscale="log" if losses else "linear")
-        if vals:
-            b.plot(*zip(*vals), marker="o")
-        b.set(xlabel="iteration", ylabel="validation Y-PSNR (dB)")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write(self.run_dir / "curves.png", buf.getvalue())
-        return None
-
-
-def _tensorboard(run_dir: Path):
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 # ---- running -------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from esr_cli.commands.evaluate import evaluate as evaluate_command
 from esr_cli.engine import Upscaler
 from esr_cli.loaded import LoadedModel
 from esr_cli.errors import EsrError
-from esr_cli.evaluation import evaluate, load_dataset
+from esr_cli.datasets import load_dataset
+from esr_cli.evaluation import evaluate
 from esr_cli.resize import bicubic_downscale, imresize
 
 RNG = np.random.default_rng(0)

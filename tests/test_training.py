@@ -23,7 +23,8 @@ from esr_cli import registry as registries
 from esr_cli.data import PatchDataset, PatchSpec, Sampler
 from esr_cli.degradations import Degradations, gaussian_blur, gaussian_kernel, parse_degrade
 from esr_cli.errors import BadImage, EsrError
-from esr_cli.training import Dist, Trainer, finetune_recipe, load_recipe, lr_factor, run, stages_of
+from esr_cli.recipes import finetune_recipe, load_recipe, stages_of
+from esr_cli.training import Dist, Trainer, lr_factor, run
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -178,7 +179,8 @@ import sys
 sys.path.insert(0, {tests!r})
 from tiny import tiny
 from esr_cli import Registry
-from esr_cli.training import load_recipe, run
+from esr_cli.recipes import load_recipe
+from esr_cli.training import run
 run(load_recipe(None, {overrides!r}), {output!r}, resume=True, registry=Registry.of(tiny))
 """
 

@@ -17,7 +17,8 @@ def train(
     device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps (overrides train.device)."),
 ) -> None:
     """Train a network from a recipe; multi-GPU with `torchrun --nproc-per-node N -m esr_cli train ...`."""
-    from ..training import load_recipe, run
+    from ..recipes import load_recipe
+    from ..training import run
 
     overrides = [*set_, *([f'train.device="{device}"'] if device else [])]
     recipe = load_recipe(config, overrides)
@@ -41,7 +42,8 @@ def finetune(
     device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
 ) -> None:
     """Fine-tune pretrained weights on new data, with degradations (noise, blur, JPEG) on the LR input."""
-    from ..training import finetune_recipe, run
+    from ..recipes import finetune_recipe
+    from ..training import run
 
     overrides = list(set_)
     overrides += [f"train.iters={iters}"] if iters else []
