@@ -79,6 +79,9 @@ class Weights:
     """Set5 Y-PSNR (dB) that the authors' own code gives with this file on the official LR images."""
     challenge: Challenge | None = None
     """The file's entry in a challenge's results table, for files submitted to one."""
+    denoise_partner: str | None = None
+    """Zoo name of the same network trained to keep noise, for `--denoise S`: S = 1 these weights, S = 0 the
+    partner's, between them network interpolation of the two (as Real-ESRGAN's `-dn`)."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .architecture import Challenge
 from .engine import Upscaler
-from .errors import EsrError
+from .errors import EsrError, first_line
 
 MIN_RUNS = 3
 """Timed runs kept even when the time budget is spent."""
@@ -330,7 +330,7 @@ def benchmark(models: Iterable[str], size: int = 256, device: str = "auto", prec
                 prepared.row.psnr, prepared.row.dataset = result.psnr, result.dataset
             ready.append(prepared)
         except (EsrError, OSError, RuntimeError) as e:  # one failing model never ends a sweep
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            message = first_line(e)
             rows.append(Row(str(ref), skipped=message if isinstance(e, EsrError) else f"{type(e).__name__}: {message}"))
             gc.collect()  # what the failed model held (measured models stay loaded until the timing)
     if ready:

@@ -32,11 +32,9 @@ def read_state_dict(path: str | Path) -> dict:
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadWeights(f"{path}: refused to load (it is not plain tensors: {first[:160]})") from None
+        raise BadWeights(f"{path}: refused to load (it is not plain tensors: {first_line(e)[:160]})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadWeights(f"{path}: not a readable checkpoint (truncated or corrupt?): {first[:160]}") from None
+        raise BadWeights(f"{path}: not a readable checkpoint (truncated or corrupt?): {first_line(e)[:160]}") from None
     return canonicalize(loaded, path)
 
 

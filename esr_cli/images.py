@@ -93,7 +93,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except UnidentifiedImageError:
         raise BadImage(f"{path}: not an image (or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError, zlib.error) as e:
-        raise BadImage(f"{path}: corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise BadImage(f"{path}: corrupt or truncated image ({first_line(e)})") from None
     pixels, alpha = _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation)
     return Picture(pixels, alpha, fmt, icc, exif_bytes)
 

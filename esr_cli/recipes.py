@@ -104,12 +104,14 @@ FINETUNE = {
 
 
 def finetune_recipe(model: str, data: list[str], degrade: list[str], val: str | None = None,
-                    config: Path | None = None, overrides: list[str] = (), arch: str | None = None) -> dict:
+                    config: Path | None = None, overrides: list[str] = (), arch: str | None = None,
+                    match=None) -> dict:
     """A recipe that starts from pretrained weights (a zoo name or a file): its architecture, config and scale."""
     from .degradations import parse_degrade
     from .models import locate
 
-    match, _ = locate(model, arch=arch, registry=registries.default_registry(), quiet=True)
+    if match is None:  # what `locate(model)` found, when the caller has it already
+        match, _ = locate(model, arch=arch, registry=registries.default_registry(), quiet=True)
     config_table = {k: v for k, v in dataclasses.asdict(match.config).items() if k != "scale"}
     base = merge(merge(DEFAULTS, FINETUNE), {"name": f"finetune-{Path(model).stem}",
                             "model": {"arch": match.architecture.name, "scale": match.config.scale,

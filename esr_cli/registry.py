@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .architecture import Architecture, StateDict, Weights
-from .errors import AmbiguousModel, UnknownModel
+from .errors import AmbiguousModel, UnknownModel, first_line
 
 GROUP = "esr.architectures"
 
@@ -75,7 +75,7 @@ class Registry:
             if clash := [w.name for w in arch.weights if w.name in taken]:
                 raise ValueError(f"weights {', '.join(clash)} are already provided by another plugin")
         except Exception as e:  # a broken plugin never breaks the CLI
-            message = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            message = f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
             self.plugins.append(PluginInfo(**info, error=message))
             print(f"esr: warning: plugin {ep.name!r} ({info['distribution']}) skipped: {message}",
                   file=sys.stderr)

@@ -30,7 +30,7 @@ from . import registry as registries
 from .data import PatchDataset, PatchSpec, Sampler
 from .degradations import Degradations, describe
 from .engine import Upscaler
-from .errors import EsrError
+from .errors import EsrError, first_line
 from .images import atomic_write
 from .loaded import DTYPES, LoadedModel, resolve_device
 from .losses import build_loss
@@ -104,22 +104,23 @@ def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
                                         weight_decay=optim["weight_decay"])
 
 
-def load_init(net: nn.Module, ref: str, arch, registry) -> None:
-    """Warm start: weights of a previous stage, a file or a zoo name, loaded strictly into `net`."""
+def load_init(net: nn.Module, ref: str, arch, registry, match=None) -> None:
+    """Warm start: weights of a previous stage, a file or a zoo name (or their `locate` match), loaded strictly."""
     from .models import locate
 
-    match, _ = locate(ref, registry=registry, quiet=True, arch=arch.name)
+    if match is None:
+        match, _ = locate(ref, registry=registry, quiet=True, arch=arch.name)
     try:
         net.load_state_dict(dict(match.state_dict), strict=True)
     except RuntimeError as e:
-        raise EsrError(f"model.init {ref} does not fit the recipe's {arch.name} config: "
-                       f"{str(e).splitlines()[0]}") from None
+        raise EsrError(f"model.init {ref} does not fit the recipe's {arch.name} config: {first_line(e)}") from None
 
 
 class Trainer:
     """The network, its EMA, loss, optimizer, schedule and counters; `backward` + `step` make one iteration."""
 
-    def __init__(self, recipe: Mapping, registry=None, d: Dist = Dist()) -> None:
+    def __init__(self, recipe: Mapping, registry=None, d: Dist = Dist(), init=None) -> None:
+        """`init`: the `models.locate` match of model.init when the caller has read it already (finetune)."""
         self.recipe, self.dist = recipe, d
         registry = registry or registries.default_registry()
         model, train = recipe["model"], recipe["train"]
@@ -129,7 +130,7 @@ class Trainer:
         self.device = pick_device(train["device"], d)
         self.net = self.arch.build(self.config)
         if model["init"]:
-            load_init(self.net, model["init"], self.arch, registry)
+            load_init(self.net, model["init"], self.arch, registry, init)
         self.precision = train["precision"]
         if self.precision not in DTYPES:
             raise EsrError(f"train.precision {self.precision!r}: choose fp32, bf16 or fp16")
@@ -301,8 +302,9 @@ def default_output(name: str, d: Dist) -> Path:
     return Path("runs") / f"{name}-{stamp[0]}"
 
 
-def run(recipe: Mapping, output: Path | None = None, resume: bool = False, registry=None) -> Path:
-    """Run every stage of a recipe; returns the last stage's exported weights (run_dir/model.pth)."""
+def run(recipe: Mapping, output: Path | None = None, resume: bool = False, registry=None, init=None) -> Path:
+    """Run every stage of a recipe; returns the last stage's exported weights (run_dir/model.pth).
+    `init`: the already located model.init of the first stage (`esr finetune` reads its weights once)."""
     d = Dist.from_env()
     output = Path(output) if output else default_output(recipe["name"], d)
     previous = None
@@ -310,17 +312,18 @@ def run(recipe: Mapping, output: Path | None = None, resume: bool = False, regis
         run_dir = output / name if name else output
         if previous is not None and not stage["model"]["init"]:
             stage["model"]["init"] = str(previous)  # warm start from the stage before
-        previous = train_stage(stage, run_dir, resume, registry, d)
+        located = init if previous is None and stage["model"]["init"] == recipe["model"]["init"] else None
+        previous = train_stage(stage, run_dir, resume, registry, d, located)
     return previous
 
 
-def train_stage(recipe: Mapping, run_dir: Path, resume: bool, registry, d: Dist) -> Path:
+def train_stage(recipe: Mapping, run_dir: Path, resume: bool, registry, d: Dist, init=None) -> Path:
     """One stage: skipped when already finished (resume), else trained to `train.iters` and exported."""
     final = run_dir / "model.pth"
     if resume and final.exists():
         say(d, f"esr train: {run_dir} is finished; skipping")
         return final
-    trainer = Trainer(recipe, registry, d)
+    trainer = Trainer(recipe, registry, d, init)
     checkpoint = run_dir / "last.pt"
     if resume and checkpoint.exists():
         # our own file (it holds numpy's RNG state, which weights_only refuses)

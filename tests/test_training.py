@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from esr_cli import Registry, read_state_dict
+from esr_cli import checkpoint
 from esr_cli import registry as registries
 from esr_cli.data import PatchDataset, PatchSpec, Sampler
 from esr_cli.degradations import Degradations, gaussian_blur, gaussian_kernel, parse_degrade
@@ -254,7 +255,7 @@ def cli(monkeypatch):
     return app
 
 
-def test_train_and_finetune_commands(tmp_path, images, cli):
+def test_train_and_finetune_commands(tmp_path, images, cli, monkeypatch):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'name = "t"\n[model]\narch = "tiny"\nscale = 2\n[data]\ntrain = ["{images}"]\npatch = 16\n'
                       'batch = 4\nworkers = 0\n[train]\niters = 3\n')
@@ -263,11 +264,14 @@ def test_train_and_finetune_commands(tmp_path, images, cli):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "a" / "model.pth").exists()
     tiny_weights(tmp_path / "base.pth")
+    reads = []
+    monkeypatch.setattr(checkpoint, "read_state_dict", lambda path: reads.append(path) or read_state_dict(path))
     result = CliRunner().invoke(cli, ["finetune", "-m", str(tmp_path / "base.pth"), "-d", str(images),
                                       "--degrade", "noise=0.05", "--degrade", "blur=3,1.0", "--iters", "2",
                                       "--set", "data.patch=16", "--set", "data.batch=2", "--set", "data.workers=0",
                                       "-o", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
+    assert reads == [str(tmp_path / "base.pth")]  # the weights are read once, for the recipe and the run
     assert read_state_dict(tmp_path / "b" / "model.pth").keys() == torch.load(tmp_path / "base.pth").keys()
 
 

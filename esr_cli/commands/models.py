@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .options import ScaleOpt
+from .options import ArchOpt, ScaleOpt, finite
 
 
 app = typer.Typer(help="List, describe, download, remove and verify pretrained weights.", rich_markup_mode=None)
@@ -111,6 +112,27 @@ def verify() -> None:
     typer.echo(f"{len(results)} files in {zoo.cache_dir()}, {bad} bad{advice}")
     if bad:
         raise typer.Exit(1)
+
+
+@app.command()
+def interpolate(
+        a: Annotated[str, typer.Argument(help="Zoo name or weights file (alpha 1).")],
+        b: Annotated[str, typer.Argument(help="Zoo name or weights file of the same architecture and config "
+                                              "(alpha 0).")],
+        alpha: Annotated[float, typer.Option(min=0, max=1, callback=finite,
+                                             help="Weight of A: alpha * A + (1 - alpha) * B, 0 to 1.")] = ...,
+        output: Annotated[Path, typer.Option("-o", "--output", help="Output file (.pth or .safetensors).")] = ...,
+        arch: ArchOpt = None,
+        scale: ScaleOpt = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False) -> None:
+    """Network interpolation: blend two checkpoints weight by weight into a file that --model loads."""
+    from ..interpolation import interpolate as blend_models, save_state_dict
+
+    if output.suffix.lower() not in (".pth", ".pt", ".safetensors"):
+        raise typer.BadParameter(f"{output}: name a .pth or .safetensors file", param_hint="'-o'")
+    match = blend_models(a, b, alpha, scale=scale, arch=arch, quiet=quiet)
+    save_state_dict(match.state_dict, output)
+    typer.echo(f"{output}: {match.architecture.name} {match.config}, {alpha:g} x {a} + {1 - alpha:g} x {b}")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:

@@ -42,14 +42,16 @@ def finetune(
     device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
 ) -> None:
     """Fine-tune pretrained weights on new data, with degradations (noise, blur, JPEG) on the LR input."""
+    from ..models import locate
     from ..recipes import finetune_recipe
     from ..training import run
 
     overrides = list(set_)
     overrides += [f"train.iters={iters}"] if iters else []
     overrides += [f'train.device="{device}"'] if device else []
-    recipe = finetune_recipe(model, [str(p) for p in data], degrade, val, config, overrides, arch=arch)
-    weights = run(recipe, _output(output, resume, recipe["name"]), resume=resume)
+    match, _ = locate(model, arch=arch)  # read once: the recipe takes its architecture, the run its tensors
+    recipe = finetune_recipe(model, [str(p) for p in data], degrade, val, config, overrides, arch=arch, match=match)
+    weights = run(recipe, _output(output, resume, recipe["name"]), resume=resume, init=match)
     typer.echo(str(weights))
 
 
