@@ -15,7 +15,7 @@ from tiny import TinyConfig, TinyNet, tiny, tiny_weights
 from torch import nn
 from typer.testing import CliRunner
 
-from esr_cli import benchmarking, registry
+from esr_cli import benchmarking, registry, reports
 from esr_cli.benchmarking import (MAX_RUNS, MIN_RUNS, Row, complexity, peak_memory, planned_runs, schedule,
                                   spread, time_interleaved)
 from esr_cli.commands.benchmark import benchmark as benchmark_command
@@ -229,27 +229,27 @@ def rows() -> list[Row]:
 def test_reports(tmp_path):
     ordered = rows()
     assert [r.model for r in ordered] == ["rlfn-ntire22-x4", "slow-x2", "edsr-baseline-x4"]
-    text = benchmarking.table(ordered)
+    text = reports.table(ordered)
     assert "multiply-accumulates" in text and "3+2" in text and "skipped edsr-baseline-x4: no file" in text
-    compared = benchmarking.compare_ntire(ordered)
+    compared = reports.compare_ntire(ordered)
     assert "19.66 / 19.70 (-0.2%)" in compared and "39 / 39" in compared and "slow-x2" not in compared
-    benchmarking.write_json(ordered, tmp_path / "b.json")
+    reports.write_json(ordered, tmp_path / "b.json")
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["models"][0]["macs"] == 19_658_082_304 and data["challenges"]["rlfn-ntire22-x4"]["convs"] == 39
-    benchmarking.write_csv(ordered, tmp_path / "b.csv")
+    reports.write_csv(ordered, tmp_path / "b.csv")
     assert (tmp_path / "b.csv").read_text().splitlines()[1].startswith("rlfn-ntire22-x4,rlfn,4,256")
 
 
 def test_plot(tmp_path):
     pytest.importorskip("matplotlib")
-    benchmarking.plot(rows(), tmp_path / "p.png", x="flops")
+    reports.plot(rows(), tmp_path / "p.png", x="flops")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_plot_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(EsrError, match=r"pip install 'esr-cli\[plot\]'"):
-        benchmarking.plot(rows(), tmp_path / "p.png")
+        reports.plot(rows(), tmp_path / "p.png")
 
 
 def cli() -> typer.Typer:

@@ -32,7 +32,7 @@ def benchmark(
     ntire: bool = typer.Option(False, "--compare-ntire", help="Also print the challenges' published figures."),
 ) -> None:
     """Parameters, FLOPs, activations, convolutions, peak memory and runtime on one LR image, sorted by runtime."""
-    from .. import benchmarking
+    from .. import benchmarking, reports
     from ..errors import EsrError
 
     if all_ == bool(model):
@@ -42,15 +42,15 @@ def benchmark(
     rows = benchmarking.benchmark(names, size=size, device=device, precision=precision, warmup=warmup, runs=runs,
                                   budget_s=budget, dataset=dataset, scale=scale, arch=arch,
                                   progress=lambda message: typer.echo(message, err=True))
-    typer.echo(benchmarking.table(rows))
+    typer.echo(reports.table(rows))
     if ntire:
-        typer.echo("\n" + benchmarking.compare_ntire(rows))
+        typer.echo("\n" + reports.compare_ntire(rows))
     if json_file:
-        benchmarking.write_json(rows, json_file)
+        reports.write_json(rows, json_file)
     if csv_file:
-        benchmarking.write_csv(rows, csv_file)
+        reports.write_csv(rows, csv_file)
     if plot_file:
-        benchmarking.plot(rows, plot_file, plot_x)
+        reports.plot(rows, plot_file, plot_x)
         typer.echo(f"plot written to {plot_file}", err=True)
     if any(r.skipped for r in rows) if model else all(r.skipped for r in rows):
         raise typer.Exit(1)  # a model named with --model that could not be measured; --all: none could
