@@ -3,8 +3,8 @@
 from pathlib import Path
 
 
-def first_line(e: BaseException) -> str:
-    """An exception's first line, or its type when it says nothing."""
+def first_line(e: BaseException | str) -> str:
+    """An exception's (or a reason's) first line, or its type when it says nothing."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 

@@ -307,6 +307,19 @@ def remove_stale_parts(folder: Path, older_than_s: float = 3600.0) -> int:
     return removed
 
 
+def writable_folder(folder: str | Path, option: str = "-o") -> Path:
+    """`folder`, created if missing, or EsrError if it cannot hold outputs (a file, read-only, no permission)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # the real test: os.access ignores read-only mounts
+    except OSError as e:
+        raise EsrError(f"{option} {shown(folder)}: cannot write there ({e.strerror or first_line(e)})") from None
+    if not os.path.isdir(folder):
+        raise EsrError(f"{option} {shown(folder)}: not a folder")
+    return folder
+
+
 def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write bytes (or let `data(file)` write) to a temporary file beside `path`, then rename: never a
     half-written file."""

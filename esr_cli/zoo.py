@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .architecture import Architecture, Weights
 from .checkpoint import sha256_of
-from .errors import DownloadError, UnknownModel
+from .errors import DownloadError, UnknownModel, first_line
 from .registry import Registry
 
 DEFAULT_SCALE = 4
@@ -181,18 +181,30 @@ def _open(url: str, part: Path, start: int):
         return stream, start, local.stat().st_size
     headers = {"User-Agent": f"esr/{__version__}", **({"Range": f"bytes={start}-"} if start else {})}
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+        response = _OPENER.open(urllib.request.Request(url, headers=headers), timeout=_timeout())
     except urllib.error.HTTPError as e:
         if e.code == 416:  # the partial file is not a prefix of this one: start again
             part.unlink(missing_ok=True)
         if e.code in (408, 416, 429) or e.code >= 500:
             raise _Transient(f"HTTP {e.code} {e.reason}") from None
-        raise DownloadError(f"{url} answered HTTP {e.code} {e.reason}") from None
+        raise DownloadError(f"{url} answered HTTP {e.code} {first_line(e.reason)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        raise _Transient(str(getattr(e, "reason", e))) from None
+        raise _Transient(first_line(getattr(e, "reason", e))) from None
     offset = start if response.status == 206 and _range_start(response) == start else 0
     length = response.headers.get("Content-Length")
     return response, offset, offset + int(length) if length else None
+
+
+class _HttpsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but never from https to anything else (a downgrade would bypass the https-only rule)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(req.full_url).scheme == "https" and urlsplit(newurl).scheme != "https":
+            raise DownloadError(f"{req.full_url} redirects to {newurl}: refused, only https is fetched")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpsOnly)
 
 
 def _range_start(response) -> int | None:

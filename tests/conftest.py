@@ -21,9 +21,9 @@ def zoo_entries(entries: list[dict]) -> list:
     return [pytest.param(e, id=Path(e["file"]).name) for e in entries]
 
 
-FAULTS = ("ok", "drop", "wrong", "404", "500", "stall")
+FAULTS = ("ok", "drop", "wrong", "404", "500", "stall", "loop")
 """What one request gets: the file; half of it then a closed connection; the file with flipped bytes;
-an error status; no answer at all until the test ends or `stall_s` passes."""
+an error status; no answer at all until the test ends or `stall_s` passes; a redirect to itself (every time)."""
 
 
 @dataclass
@@ -61,6 +61,12 @@ class _Handler(BaseHTTPRequestHandler):
         file = state.root / unquote(urlsplit(self.path).path).lstrip("/")
         if fault == "stall":
             state.released.wait(state.stall_s)
+            return
+        if fault == "loop":
+            state.faults.insert(0, "loop")
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
             return
         if fault in ("404", "500") or not file.is_file():
             self.send_error(404 if fault == "ok" else int(fault))
@@ -135,3 +141,33 @@ def mirror_dir(tmp_path_factory) -> Path:
         except OSError:  # no symlinks (Windows without the privilege)
             shutil.copyfile(SHARED / "zoo" / entry["file"], target)
     return root
+
+
+# ---- for the hostile-use tests (tests/test_hostile_*.py) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def user_weights(tmp_path_factory) -> Path:
+    """A small random network of an installed architecture (imdn-rtc x2), as a user's own file."""
+    import torch
+
+    from esr_cli import default_registry
+
+    arch = default_registry().get("imdn-rtc")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "mine.pth"
+    torch.save(arch.build(arch.config(scale=2)).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    """Two small random RGB PNGs in tmp_path/in."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    return folder

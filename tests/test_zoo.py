@@ -162,6 +162,24 @@ def test_not_found_is_not_retried(served):
     assert len(server.requests) == 1
 
 
+def test_a_redirect_loop_is_one_line_and_not_retried(served, cache):
+    server, w, _ = served
+    server.faults = ["loop"]
+    with pytest.raises(DownloadError) as e:
+        zoo.fetch(w, quiet=True)
+    assert "HTTP 302" in str(e.value) and "\n" not in str(e.value)
+    assert leftovers(cache) == []
+
+
+def test_a_redirect_from_https_to_http_is_refused():
+    import urllib.request
+
+    req = urllib.request.Request("https://github.com/a/b/releases/download/v1/m.pth")
+    with pytest.raises(DownloadError, match="redirects to http://evil.example/m.pth: refused"):
+        zoo._HttpsOnly().redirect_request(req, None, 302, "Found", {}, "http://evil.example/m.pth")
+    assert zoo._HttpsOnly().redirect_request(req, None, 302, "Found", {}, "https://objects.example/m.pth")
+
+
 def test_a_stalled_server_times_out(served, monkeypatch):
     server, w, _ = served
     server.faults = ["stall"] * 3

@@ -1,0 +1,62 @@
+"""Output paths: name templates are data, nothing is written outside -o, no temporary file outlives a run,
+outputs are never inputs of a rerun."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hostile import esr, files, one_error
+
+
+@pytest.mark.parametrize("args", [
+    ["--name", "../{stem}.{ext}"], ["--name", "/tmp/esr-escape-{stem}.{ext}"], ["--suffix", "/../../x"],
+    ["--name", "{0}.png"], ["--name", "{stem.__class__}.png"], ["--name", "{foo}.png"], ["--name", "{stem"],
+    ["--name", "{stem}}"], ["--name", ""], ["--name", "{stem!r}.{ext}"], ["--name", "{stem:>99}.{ext}"],
+], ids=lambda v: " ".join(v))
+def test_name_templates_are_data_and_stay_inside_the_output_folder(args, inputs, tmp_path, user_weights):
+    before = files(tmp_path)
+    run = esr("upscale", inputs, "-o", tmp_path / "out", "--model", user_weights, "-q", *args)
+    line = one_error(run)
+    assert "--name" in line
+    assert files(tmp_path) == before and not list(Path("/tmp").glob("esr-escape-*"))
+
+
+def test_model_field_of_a_weights_file_is_its_stem(inputs, tmp_path, user_weights):
+    run = esr("upscale", inputs, "-o", tmp_path / "out", "--model", user_weights, "-q", "--name", "{stem}-{model}.{ext}")
+    assert run.returncode == 0, run.stderr
+    assert files(tmp_path / "out") == {"a-mine.png", "b-mine.png"}
+
+
+@pytest.mark.parametrize("kind", ["file", "below-a-file"])
+def test_an_output_folder_that_cannot_be_one_is_one_line(kind, inputs, tmp_path, user_weights):
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" if kind == "file" else tmp_path / "taken" / "sub"
+    one_error(esr("upscale", inputs, "-o", out, "--model", user_weights, "-q"))
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: needs an unprivileged user")
+def test_an_unwritable_output_folder_is_one_line(inputs, tmp_path, user_weights):
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o500)
+    one_error(esr("upscale", inputs, "-o", out, "--model", user_weights, "-q"))
+
+
+def test_a_rerun_beside_the_inputs_does_not_upscale_earlier_outputs(inputs, user_weights):
+    assert esr("upscale", inputs, "--model", user_weights, "-q").returncode == 0
+    run = esr("upscale", inputs, "--model", user_weights, "-q", "--skip-existing")
+    assert run.returncode == 0, run.stderr
+    assert files(inputs) == {"a.png", "b.png", "a_x2.png", "b_x2.png"}
+
+
+def test_stale_temporary_files_of_a_killed_run_are_removed(inputs, tmp_path, user_weights):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh = out / ".a_x2.png.k1ll3d.part", out / ".b_x2.png.wr1t1ng.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"another process, writing now")
+    os.utime(stale, (0, 0))
+    assert esr("upscale", inputs, "-o", out, "--model", user_weights, "-q").returncode == 0
+    assert not stale.exists() and fresh.exists() and {"a_x2.png", "b_x2.png"} <= files(out)
