@@ -118,6 +118,10 @@ class Architecture:
     weights: tuple[Weights, ...] = ()
     convert: Callable[[StateDict], StateDict] | None = None
     """Maps another published key layout of the same tensors onto this one (or returns it unchanged)."""
+    train_build: Callable[[Any], nn.Module] | None = None
+    """Builds the training-time variant of `config`'s network, with re-parameterisable blocks (`esr_cli.reparam`)
+    where the authors trained them; `reparam.fuse_modules` of it has exactly `build(config)`'s state-dict layout.
+    `esr train` uses it when the recipe sets `model.reparam = true`."""
 
     def build(self, config: Any) -> nn.Module:
         return self.model(**dataclasses.asdict(config))

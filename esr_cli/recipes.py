@@ -17,7 +17,7 @@ from .errors import EsrError
 DEFAULTS: dict = {
     "name": "run",
     "seed": 0,
-    "model": {"arch": "", "scale": 4, "config": {}, "init": ""},
+    "model": {"arch": "", "scale": 4, "config": {}, "init": "", "reparam": False},
     "data": {"train": [], "lr": [], "patch": 96, "batch": 16, "repeat": 0, "workers": 2, "cache": "auto",
              "flip": True, "rot90": True},
     "degrade": {},
@@ -121,8 +121,63 @@ def finetune_recipe(model: str, data: list[str], degrade: list[str], val: str | 
     recipe = merge(recipe, {"model": base["model"], "data": {"train": data}})
     if degrade:
         recipe["degrade"] = parse_degrade(degrade)
-    if val:
-        recipe["val"].update(folder=val, degrade=True)
+    if val:  # the realworld pipeline starts from HR images: its validation folder holds prepared pairs
+        recipe["val"].update(folder=val, degrade=recipe["degrade"].get("pipeline") != "realworld")
     for item in overrides:
         recipe = merge(recipe, assignment(item), replace=False)
     return recipe
+
+
+LIMITS = {  # key: (lowest, highest, lowest allowed itself); None = unbounded
+    "seed": (0, None, True), "model.scale": (1, 16, True), "data.patch": (4, None, True), "data.batch": (1, None, True),
+    "data.repeat": (0, None, True), "data.workers": (0, 256, True), "optim.lr": (0, None, False),
+    "optim.weight_decay": (0, None, True), "optim.grad_clip": (0, None, True), "schedule.gamma": (0, None, False),
+    "schedule.eta_min": (0, None, True), "schedule.warmup": (0, None, True), "train.iters": (1, None, True),
+    "train.ema": (0, 1, True), "train.checkpoint_every": (1, None, True), "train.log_every": (1, None, True),
+    "val.every": (1, None, True), "val.border": (0, None, True),
+}
+"""Ranges of the numeric recipe values; every other value only has to have its default's type."""
+
+
+def validated(recipe: Mapping) -> dict:
+    """The recipe with every value checked against its default's type and LIMITS, before anything runs: a typo'd
+    `--set train.iters=abc` or `data.batch=0` is one line, not a traceback or an untrained model. A folder given as
+    a string where a list of folders is expected (`data.train = "DIV2K"`) becomes a one-element list."""
+    out = copy.deepcopy(dict(recipe))
+    for table, defaults in DEFAULTS.items():
+        if not isinstance(defaults, Mapping):
+            out[table] = _checked(table, out.get(table, defaults), defaults)
+            continue
+        for key, default in defaults.items():
+            if f"{table}.{key}" not in FREE and key in out.get(table, {}):
+                out[table][key] = _checked(f"{table}.{key}", out[table][key], default)
+    ema = out["train"]["ema"]
+    if ema >= 1:
+        raise EsrError(f"recipe: train.ema = {ema}: give a decay below 1 (0 = no EMA, 0.999 is usual)")
+    return out
+
+
+def _checked(name: str, value, default):
+    import math
+
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif isinstance(default, list):
+        value = [value] if isinstance(value, str) and value else value
+        ok = isinstance(value, list)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = {bool: "true or false", int: "a whole number", float: "a number", list: "a list", str: "a string",
+                dict: "a table"}[type(default)]
+        raise EsrError(f"recipe: {name} = {value!r}: expected {kind}")
+    if name in LIMITS:
+        lo, hi, inclusive = LIMITS[name]
+        if (value < lo if inclusive else value <= lo) or (hi is not None and value > hi):
+            bound = f"{'>=' if inclusive else '>'} {lo}" + (f" and <= {hi}" if hi is not None else "")
+            raise EsrError(f"recipe: {name} = {value!r}: must be {bound}")
+    return value

@@ -39,8 +39,35 @@ def check_architecture(arch: Architecture, registry: Registry | None = None, con
         expected = (1, 3, side * scale, (side + arch.size_multiple) * scale)
         assert tuple(out.shape) == expected, f"{arch.name} x{scale}: output {tuple(out.shape)}, expected {expected}"
         assert torch.isfinite(out).all(), f"{arch.name} x{scale}: non-finite output"
+        if arch.train_build is not None:
+            check_fusing(arch, cfg)
     for w in arch.weights:
         assert w.scale in arch.scales, f"{w.name}: scale {w.scale} not among {arch.scales}"
         assert w.url.startswith("https://"), f"{w.name}: url must be https"
         assert len(w.sha256) == 64, f"{w.name}: sha256 must be 64 hex digits"
         assert w.name.endswith(f"-x{w.scale}"), f"{w.name}: name must end in -x{w.scale}"
+
+
+def check_fusing(arch: Architecture, config, tolerance: float = 1e-5) -> None:
+    """The training-time variant (random weights, float64) fuses into exactly `build(config)`'s state-dict layout
+    and gives its output within `tolerance` (relative to the output's largest value, 1 at least)."""
+    import torch
+
+    from .reparam import Reparam, fused
+
+    torch.manual_seed(0)
+    net = arch.train_build(config).double().eval()
+    assert any(isinstance(m, Reparam) for m in net.modules()), f"{arch.name}: train_build has no re-param blocks"
+    with torch.no_grad():
+        for p in net.parameters():  # off the near-zero initialisation of some branches
+            p.add_(torch.randn_like(p) * 0.05)
+    deploy = fused(net)
+    shapes = {k: tuple(v.shape) for k, v in deploy.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in arch.build(config).state_dict().items()}
+    assert shapes == expected, f"{arch.name}: the fused training network is not the deploy layout"
+    side = 16 * arch.size_multiple
+    x = torch.rand(1, 3, side, side + arch.size_multiple, dtype=torch.float64) * arch.input_range
+    with torch.no_grad():
+        y, z = net(x), deploy(x)
+    error = float((y - z).abs().max() / max(1.0, float(y.abs().max())))
+    assert error <= tolerance, f"{arch.name}: fused output differs by {error:.3g} (relative)"

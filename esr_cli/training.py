@@ -31,10 +31,10 @@ from .data import PatchDataset, PatchSpec, Sampler
 from .degradations import Degradations, describe
 from .engine import Upscaler
 from .errors import EsrError, first_line
-from .images import atomic_write
+from .images import atomic_write, writable_folder
 from .loaded import DTYPES, LoadedModel, resolve_device
 from .losses import build_loss
-from .recipes import stages_of
+from .recipes import stages_of, validated
 from .runlog import Log
 
 WINDOW = 50
@@ -116,6 +116,19 @@ def load_init(net: nn.Module, ref: str, arch, registry, match=None) -> None:
         raise EsrError(f"model.init {ref} does not fit the recipe's {arch.name} config: {first_line(e)}") from None
 
 
+def build_network(arch, config, reparam: bool, init: str) -> nn.Module:
+    """The network to train: the deploy graph, or with `reparam` the architecture's training-time variant (its
+    re-parameterisable blocks are fused when the weights are exported)."""
+    if not reparam:
+        return arch.build(config)
+    if arch.train_build is None:
+        raise EsrError(f"model.reparam: {arch.name} declares no training-time variant (re-parameterisable blocks)")
+    if init:
+        raise EsrError("model.reparam = true trains the blocks from scratch: leave model.init empty (a stage with "
+                       "model.reparam = false can warm-start from the fused weights)")
+    return arch.train_build(config)
+
+
 class Trainer:
     """The network, its EMA, loss, optimizer, schedule and counters; `backward` + `step` make one iteration."""
 
@@ -128,7 +141,7 @@ class Trainer:
         self.arch = registry.get(model["arch"])
         self.config = self.arch.config(**{**model["config"], "scale": model["scale"]})
         self.device = pick_device(train["device"], d)
-        self.net = self.arch.build(self.config)
+        self.net = build_network(self.arch, self.config, model["reparam"], model["init"])
         if model["init"]:
             load_init(self.net, model["init"], self.arch, registry, init)
         self.precision = train["precision"]
@@ -284,7 +297,10 @@ def save_torch(obj, path: Path) -> None:
 
 
 def export(module: nn.Module, path: Path) -> None:
-    save_torch({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, path)
+    """The plain state dict of `module`, its re-parameterisable blocks fused (the deploy layout)."""
+    from .reparam import fused
+
+    save_torch({k: v.detach().cpu().contiguous() for k, v in fused(module).state_dict().items()}, path)
 
 
 # ---- running -------------------------------------------------------------------------------------
@@ -307,8 +323,9 @@ def run(recipe: Mapping, output: Path | None = None, resume: bool = False, regis
     `init`: the already located model.init of the first stage (`esr finetune` reads its weights once)."""
     d = Dist.from_env()
     output = Path(output) if output else default_output(recipe["name"], d)
+    stages = [(name, validated(stage)) for name, stage in stages_of(recipe)]  # every stage checked before any runs
     previous = None
-    for name, stage in stages_of(recipe):
+    for name, stage in stages:
         run_dir = output / name if name else output
         if previous is not None and not stage["model"]["init"]:
             stage["model"]["init"] = str(previous)  # warm start from the stage before
@@ -323,14 +340,18 @@ def train_stage(recipe: Mapping, run_dir: Path, resume: bool, registry, d: Dist,
     if resume and final.exists():
         say(d, f"esr train: {run_dir} is finished; skipping")
         return final
-    trainer = Trainer(recipe, registry, d, init)
     checkpoint = run_dir / "last.pt"
+    if checkpoint.exists() and not resume:
+        raise EsrError(f"{run_dir} holds a run already: pass --resume, or another -o")
+    if d.main:
+        writable_folder(run_dir)  # before the model is built or a batch is read
+    trainer = Trainer(recipe, registry, d, init)
     if resume and checkpoint.exists():
         # our own file (it holds numpy's RNG state, which weights_only refuses)
         trainer.load_state(torch.load(checkpoint, map_location="cpu", weights_only=False))
         say(d, f"esr train: resuming {run_dir} at iteration {trainer.iteration}")
-    elif checkpoint.exists():
-        raise EsrError(f"{run_dir} holds a run already: pass --resume, or another -o")
+    elif resume:  # a preempted job restarts with the same --resume line, the first time too
+        say(d, f"esr train: nothing to resume in {run_dir} (no last.pt): starting the run")
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "recipe.json", json.dumps(recipe, indent=1).encode())

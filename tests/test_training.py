@@ -280,6 +280,6 @@ def test_finetune_recipe_reads_the_model(tmp_path, images, monkeypatch):
     tiny_weights(tmp_path / "base.pth", scale=3)
     recipe = finetune_recipe(str(tmp_path / "base.pth"), [str(images)], ["noise=0.1"], val=str(images))
     assert recipe["model"] == {"arch": "tiny", "scale": 3, "config": {"channels": 8, "blocks": 1},
-                               "init": str(tmp_path / "base.pth")}
+                               "init": str(tmp_path / "base.pth"), "reparam": False}
     assert recipe["degrade"] == {"noise": 0.1} and recipe["val"]["degrade"] is True
     assert recipe["schedule"]["type"] == "cosine" and recipe["optim"]["lr"] == 3e-4

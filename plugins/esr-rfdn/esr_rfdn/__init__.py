@@ -3,10 +3,11 @@ variants of the NTIRE 2022 ESR challenge: MegSR's pruned RFDN, NEESR's PlainRFDN
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 
-from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, reparam, shuffle_scale
 
 from .esa import PARALLEL_STRIDE, STRIDE
 from .plainrfdn import PlainRFDN, PlainRFDNConfig
@@ -39,6 +40,13 @@ def read_plainrfdn_config(sd: StateDict, scale: int | None = None) -> PlainRFDNC
         esa_channels=sd["B1.esa.conv1.weight"].shape[0],
         scale=shuffle_scale(sd["upsampler.0.weight"].shape[0]),
     )
+
+
+def train_plainrfdn(config: PlainRFDNConfig) -> PlainRFDN:
+    """PlainRFDN as NEESR trained it: every re-parameterised 3x3 (`*.conv3x3`: c1_r, c2_r, c3_r, c4 of each block)
+    is an edge-oriented block (ECBSR's ECB: 3x3, 1x1-3x3, 1x1-Sobel-x/y, 1x1-Laplacian)."""
+    return reparam.expand(PlainRFDN(**dataclasses.asdict(config)), reparam.ECB,
+                          lambda name, conv: name.endswith("conv3x3"))
 
 
 def read_repafdn_config(sd: StateDict, scale: int | None = None) -> RePAFDNConfig:
@@ -209,6 +217,7 @@ plainrfdn = Architecture(
     detect=("fea_conv.weight", "B1.c1_r.conv3x3.weight", "B1.esa.conv_23.weight", "LR_conv.weight",
             "upsampler.0.weight"),
     read_config=read_plainrfdn_config,
+    train_build=train_plainrfdn,
     paper="Li et al., NTIRE 2022 Challenge on Efficient Super-Resolution: Methods and Results, CVPRW 2022 (team NEESR: PlainRFDN)",
     scales=(2, 3, 4),
     input_range=255.0,

@@ -3,7 +3,9 @@ all as their re-parameterised (deployed) graphs."""
 
 from __future__ import annotations
 
-from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, shuffle_scale
+import dataclasses
+
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, reparam, shuffle_scale
 
 from .espan import ESPAN, ESPANConfig
 from .span import SPAN, SPANConfig
@@ -43,6 +45,12 @@ def read_spanv2(sd: StateDict, scale: int | None = None) -> SPANV2Config:
                         scale=shuffle_scale(sd["pointwise_conv.weight"].shape[0]))
 
 
+def train_span(config: SPANConfig) -> SPAN:
+    """SPAN as its authors train it: every Conv3XC (`*.eval_conv`) is 1x1 -> 3x3 -> 1x1 at gain 2 plus a 1x1 skip."""
+    return reparam.expand(SPAN(**dataclasses.asdict(config)), reparam.Conv3XC,
+                          lambda name, conv: name.endswith("eval_conv"))
+
+
 def _weights(name: str, repo: tuple[str, str], file: str, sha256: str, params: int, variant: str,
              reference_psnr: float, challenge: Challenge) -> Weights:
     """The organisers' collections are MIT; the teams attach no licence of their own to the weights."""
@@ -58,6 +66,7 @@ span = Architecture(
     detect=("conv_1.eval_conv.weight", "block_1.c1_r.eval_conv.weight", "conv_cat.weight", "conv_2.eval_conv.weight",
             "upsampler.0.weight"),
     read_config=read_span,
+    train_build=train_span,
     precisions=("fp16", "bf16"),  # Set5, CPU autocast, 3 files: fp16 within 0.0008 dB, bf16 -0.044 / -0.021 / -0.016 dB
     paper=PAPER,
     weights=(
