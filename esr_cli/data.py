@@ -1,5 +1,6 @@
 """Training data: random HR patches (cached in memory or read lazily), flips and 90-degree rotations, LR made on
-the fly by the MATLAB bicubic (or cropped from given LR folders), optional degradations.
+the fly by the MATLAB bicubic (or cropped from given LR folders), optional degradations (or Real-ESRGAN's pipeline,
+`esr_cli.realworld`, from the HR patch).
 
 Every random choice of an item is drawn from a generator seeded by (seed, epoch, position in the epoch), so
 the batches are a function of the iteration alone: any number of workers, any resume point, same data.
@@ -77,6 +78,8 @@ class PatchDataset(Dataset):
         if spec.patch % spec.scale:
             raise EsrError(f"patch {spec.patch} is not a multiple of the scale {spec.scale}")
         self.spec, self.degrade, self.repeat = spec, degrade, max(1, repeat)
+        if getattr(degrade, "from_hr", False) and lr_folders:
+            raise EsrError("degrade.pipeline = \"realworld\" makes the LR from the HR patch: drop data.lr")
         self.files = [f for folder in folders for f in list_images(resolve_folder(folder))]
         self.lr_files = self._pair(lr_folders) if lr_folders else None
         sizes = [image_size(f) for f in self.files]
@@ -118,6 +121,8 @@ class PatchDataset(Dataset):
         """(LR (N, 3, p/s, p/s), HR (N, 3, p, p)) float in [0, 1]: one bicubic call for the batch, then the
         degradations image by image."""
         hr = torch.stack([item[0] for item in items])
+        if getattr(self.degrade, "from_hr", False):  # esr_cli.realworld: the LR (and target) from the HR patch
+            return self.degrade.batch(hr.float() / 255, self.spec.scale, [item[2] for item in items])
         if items[0][1] is None:
             lr = bicubic_downscale(hr, self.spec.scale).float() / 255
         else:

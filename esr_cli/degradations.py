@@ -47,6 +47,13 @@ class Degradations:
 
     @classmethod
     def from_table(cls, table: Mapping) -> Degradations:
+        """The [degrade] table; with `pipeline = "realworld"`, Real-ESRGAN's pipeline (`esr_cli.realworld`)."""
+        if "pipeline" in table:
+            if table["pipeline"] != "realworld":
+                raise EsrError(f"degrade.pipeline {table['pipeline']!r}: the only pipeline is \"realworld\"")
+            from .realworld import RealWorld
+
+            return RealWorld.from_table(table)
         names = {f.name for f in fields(cls)}
         if unknown := sorted(set(table) - names):
             raise EsrError(f"[degrade]: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
@@ -152,6 +159,8 @@ def _number(text: str, option: str):
 
 def describe(d: Degradations) -> str:
     """One line for the logs, in the order applied."""
+    if not isinstance(d, Degradations):
+        return d.describe()
     text = {"blur": f"blur k={d.blur_kernel} sigma={d.blur_sigma}", "noise": f"noise sigma={d.noise}",
             "jpeg": f"jpeg q={d.jpeg}"}
     parts = [text[kind] for kind in d.order if d._on(kind)]

@@ -46,9 +46,26 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+DenoiseOpt = Annotated[float | None, typer.Option(min=0, max=1, callback=finite, help=(
+    "Denoise strength 0 to 1, for models with a denoise partner (realesr-general-v3-x4): 1 the model itself, "
+    "0 its partner (noise kept), between them the blend of their weights."))]
+
+
+def check_denoise(model: str, scale: int | None, denoise: float | None) -> None:
+    """--denoise with a model that has no denoise partner is a usage error naming the models that have one."""
+    if denoise is None:
+        return
+    from ..models import denoise_models, denoise_partner
+
+    if denoise_partner(model, scale) is None:
+        raise typer.BadParameter(f"{model} has no denoise partner; models that support it: "
+                                 f"{', '.join(denoise_models()) or 'none installed'}", param_hint="'--denoise'")
+
+
 def use_threads(threads: int | None) -> None:
     """Apply --threads (torch imported only when it is given)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from .. import DEFAULT_MODEL
-from .options import (ArchOpt, BatchOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt, TileOverlapOpt,
-                      finite, use_threads)
+from .options import (ArchOpt, BatchOpt, DenoiseOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt,
+                      TileOverlapOpt, check_denoise, finite, use_threads)
 
 
 def upscale(
@@ -23,6 +23,7 @@ def upscale(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 4,
     threads: ThreadsOpt = None,
+    denoise: DenoiseOpt = None,
     tta: bool = typer.Option(False, "--tta", help="x8 self-ensemble (slower, slightly better)."),
     outscale: float = typer.Option(None, min=0.05, max=32, callback=finite,
                                    help="Final scale after the network (high-quality bicubic resize), 0.05 to 32."),
@@ -41,7 +42,8 @@ def upscale(
     """Upscale images with a super-resolution network."""
     from ..errors import EsrError
     from ..models import load_model
-    from ..upscaling import check_template, plan, upscale_files, writable_folder
+    from ..images import writable_folder
+    from ..upscaling import check_template, plan, upscale_files
 
     if skip_existing and overwrite:
         raise EsrError("--skip-existing and --overwrite exclude each other")
@@ -50,9 +52,10 @@ def upscale(
     if output is not None:
         writable_folder(output)
     template = check_template(f"{{stem}}{suffix}.{{ext}}" if suffix is not None else name)  # before the model loads
+    check_denoise(model, scale, denoise)
     use_threads(threads)
     upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
-                          tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
+                          tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet, denoise=denoise)
     if compile_:
         upscaler.compile()
     jobs = plan(inputs, output, upscaler.scale, template, fmt, recursive, model=upscaler.name)

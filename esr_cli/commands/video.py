@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from .. import DEFAULT_MODEL
-from .options import (ArchOpt, BatchOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt, TileOverlapOpt,
-                      use_threads)
+from .options import (ArchOpt, BatchOpt, DenoiseOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt,
+                      TileOverlapOpt, check_denoise, use_threads)
 
 
 def video(
@@ -23,6 +23,7 @@ def video(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 4,
     threads: ThreadsOpt = None,
+    denoise: DenoiseOpt = None,
     codec: str = typer.Option("libx264", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, ..."),
     crf: int = typer.Option(18, min=0, max=63, help="Constant quality (lower is better and bigger)."),
     preset: str = typer.Option(None, help="Encoder preset (x264/x265: ultrafast ... veryslow)."),
@@ -43,9 +44,10 @@ def video(
 
     if segment_frames < 1 or batch_size < 1:
         raise EsrError("--segment-frames and --batch-size must be at least 1")
+    check_denoise(model, scale, denoise)
     use_threads(threads)
     upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
-                          tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet)
+                          tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet, denoise=denoise)
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
     summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
                             frames_dir=frames_dir, segment_frames=segment_frames, overwrite=overwrite, quiet=quiet)

@@ -71,9 +71,10 @@ def convert_esrgan(sd: StateDict) -> StateDict:
     return sd
 
 
-def _release(name: str, tag: str, file: str, sha256: str, params: int, variant: str) -> Weights:
+def _release(name: str, tag: str, file: str, sha256: str, params: int, variant: str,
+             denoise_partner: str | None = None) -> Weights:
     return Weights(name=name, scale=int(name[-1]), url=f"{RELEASES}/{tag}/{file}", sha256=sha256, license=LICENSE,
-                   source=SOURCE, params=params, variant=variant)
+                   source=SOURCE, params=params, variant=variant, denoise_partner=denoise_partner)
 
 
 compact = Architecture(
@@ -92,7 +93,9 @@ compact = Architecture(
     weights=(
         _release("realesr-general-v3-x4", "v0.2.5.0", "realesr-general-x4v3.pth",
                  "8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292", 1_213_296,
-                 "realesr-general-x4v3: real-world photos, small (64 ch, 32 convs, PReLU); denoises"),
+                 "realesr-general-x4v3: real-world photos, small (64 ch, 32 convs, PReLU); denoises",
+                 # --denoise S blends it with the wdn model, as the authors' inference_realesrgan.py -dn does
+                 denoise_partner="realesr-general-wdn-v3-x4"),
         _release("realesr-general-wdn-v3-x4", "v0.2.5.0", "realesr-general-wdn-x4v3.pth",
                  "1641f8c4464b9f097c9fdda5589273713f67cf59f3d909e0bd688f0cee269dca", 1_213_296,
                  "realesr-general-wdn-x4v3: photos with their noise kept (the -dn 0 end of the authors' blend)"),
