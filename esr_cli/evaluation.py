@@ -49,6 +49,12 @@ class Result:
         d["difference"] = self.difference
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Result:
+        pub = d["published"]
+        return cls(d["model"], d["dataset"], d["scale"], d["psnr"], d["ssim"], [ImageResult(**i) for i in d["images"]],
+                   None if pub is None else (pub["psnr"], pub["ssim"]))
+
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
@@ -71,43 +77,97 @@ class Protocol:
 def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | Path], scale: int | None = None,
              self_ensemble: bool = False, precision: str = "fp32", device: str = "auto", tile: int | str = 0,
              metric_space: str = "y", border: int | None = None, save_images: str | Path | None = None,
-             compare: str | Path | None = None, progress: bool = False, arch: str | None = None) -> list[Result]:
+             compare: str | Path | None = None, progress: bool = False, arch: str | None = None,
+             shard=None, combine: str | Path | None = None) -> list[Result] | None:
     """Every model on every dataset: a Result per (dataset, model), in that order.
 
     Models are zoo names, weights files or loaded Upscalers; datasets are folders or known benchmark names
-    (under ESR_DATA). `compare` writes a PNG of crops where the models differ most."""
+    (under ESR_DATA). `compare` writes a PNG of crops where the models differ most.
+
+    `shard` (an `esr_cli.sharding.Shard`): this process evaluates its share of each dataset's images (balanced by
+    pixels) and the shares are joined into the same Results a single process gives: over torch.distributed under
+    torchrun (every rank gets them), else through files beside `combine` (the last shard to finish gets them, the
+    others None)."""
     from .models import load_model
+    from .sharding import gather, process_group
 
     if metric_space not in ("y", "rgb"):
         raise EsrError(f"--metric-space {metric_space}: choose y or rgb")
+    sharded = shard is not None and shard.sharded
+    if sharded and compare:
+        raise EsrError("--compare picks crops over every image: run it without shards")
+    if sharded and shard.launcher != "torchrun" and combine is None:
+        raise EsrError(f"{shard.label} ({shard.launcher}): give --json FILE, where the last shard to finish writes "
+                       "every shard's results")
     upscalers = [m if isinstance(m, Upscaler) else
                  load_model(m, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
                             quiet=not progress)
                  for m in models]
     protocol = Protocol(metric_space, border, self_ensemble)
     picker = ComparePicker(protocol) if compare else None
-    results = []
-    for ref in datasets:
-        for s in sorted({u.scale for u in upscalers}):
-            group = [u for u in upscalers if u.scale == s]
-            results += evaluate_dataset(group, load_dataset(ref, s), s, protocol, save_images, picker, progress)
-    if picker:
-        picker.save(Path(compare))
-    return results
+    results, orders = [], []
+    with process_group(shard or _whole(), str(upscalers[0].model.device) if upscalers else "cpu"):
+        for ref in datasets:
+            for s in sorted({u.scale for u in upscalers}):
+                group = [u for u in upscalers if u.scale == s]
+                dataset = load_dataset(ref, s)
+                only = _share(dataset, shard) if sharded else None
+                part = evaluate_dataset(group, dataset, s, protocol, save_images, picker, progress, only=only)
+                results += part
+                orders += [[p.name for p in dataset.pairs]] * len(part)
+        if not sharded:
+            if picker:
+                picker.save(Path(compare))
+            return results
+        parts = gather(results)
+    if parts is None:
+        from .sharding import combine_files
+
+        found = combine_files(Path(combine), shard, [r.to_dict() for r in results])
+        if found is None:
+            return None
+        parts = [[Result.from_dict(d) for d in part] for part in found]
+    return [joined([part[j] for part in parts], order) for j, order in enumerate(orders)]
+
+
+def _whole():
+    from .sharding import Shard
+
+    return Shard()
+
+
+def _share(dataset: Dataset, shard) -> list[int]:
+    """This shard's images of the dataset, balanced by HR pixels (read from the file headers)."""
+    from .sharding import share
+    from .upscaling import header_pixels
+
+    return share(range(len(dataset.pairs)), [header_pixels(p.hr) for p in dataset.pairs], shard)
+
+
+def joined(parts: list[Result], order: list[str]) -> Result:
+    """The Result of one (model, dataset) from the shards' Results over parts of its images, as one process
+    computes it: every image in the dataset's order, the means over them all."""
+    position = {name: i for i, name in enumerate(order)}
+    images = sorted((i for part in parts for i in part.images), key=lambda i: position[i.name])
+    first = parts[0]
+    return Result(first.model, first.dataset, first.scale, _mean(images, "psnr"), _mean(images, "ssim"), images,
+                  first.published)
 
 
 def evaluate_dataset(upscalers: list[Upscaler], dataset: Dataset, scale: int, protocol: Protocol,
                      save_images: str | Path | None = None, picker: ComparePicker | None = None,
-                     progress: bool = False, degrade: Callable[[torch.Tensor, int], torch.Tensor] | None = None
-                     ) -> list[Result]:
+                     progress: bool = False, degrade: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                     only: Sequence[int] | None = None) -> list[Result]:
     """Models of one scale over one dataset, image by image (each image is read once for all models).
-    `degrade(lr, index)` alters each LR (1, 3, h, w) in [0, 1] first (training's degraded validation)."""
+    `degrade(lr, index)` alters each LR (1, 3, h, w) in [0, 1] first (training's degraded validation); `only`: the
+    indices of the images to evaluate (a shard's share), else all."""
     from tqdm import tqdm
 
     shave, y = protocol.shave(scale), protocol.space == "y"
     per_model: list[list[ImageResult]] = [[] for _ in upscalers]
-    pairs = tqdm(dataset.pairs, desc=f"{dataset.name} x{scale}", unit="img", disable=not progress, leave=False)
-    for i, pair in enumerate(pairs):
+    indices = range(len(dataset.pairs)) if only is None else only
+    for i in tqdm(indices, desc=f"{dataset.name} x{scale}", unit="img", disable=not progress, leave=False):
+        pair = dataset.pairs[i]
         hr, lr = load_pair(pair, scale)
         x = to_batch(Picture(lr))  # gray repeated to three channels, as EDSR/BasicSR do
         if degrade is not None:

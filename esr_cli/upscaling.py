@@ -27,22 +27,6 @@ FIELDS = ("stem", "scale", "ext", "model")
 """The fields a name template may use, as plain names: a template is data, never code."""
 
 
-def writable_folder(folder: str | Path) -> Path:
-    """`folder`, created if missing, or EsrError if it cannot hold outputs (a file, read-only, no permission)."""
-    import os
-    import tempfile
-
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()  # the real test: os.access ignores read-only mounts
-    except OSError as e:
-        raise EsrError(f"-o {shown(folder)}: cannot write there ({e.strerror or first_line(e)})") from None
-    if not os.path.isdir(folder):
-        raise EsrError(f"-o {shown(folder)}: not a folder")
-    return folder
-
-
 def check_template(template: str) -> str:
     """The template, or EsrError naming what is wrong: unknown or indexed fields, braces, an empty name, a path."""
     import string
@@ -86,6 +70,13 @@ class Summary:
         return (f"{len(self.written)} written, {len(self.skipped)} skipped, {len(self.failed)} failed "
                 f"in {self.seconds:.1f} s ({self.mpx_per_s:.2f} output Mpx/s)")
 
+    @classmethod
+    def merge(cls, parts: list[Summary]) -> Summary:
+        """The summary of several shards that ran at the same time: their files, the longest time."""
+        return cls([p for s in parts for p in s.written], [p for s in parts for p in s.skipped],
+                   [f for s in parts for f in s.failed], max((s.seconds for s in parts), default=0.0),
+                   sum(s.megapixels for s in parts))
+
 
 def expand_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> list[tuple[Path, Path]]:
     """(file, path relative to its input root) for files, folders (image files inside) and globs."""
@@ -128,6 +119,37 @@ def plan(inputs: Iterable[str | Path], out_dir: str | Path | None, scale: int, t
     return jobs
 
 
+def header_pixels(path: Path) -> int:
+    """Width x height from the file's header (nothing decoded); 0 when it cannot be read (the job reports it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1]
+    except Exception:  # noqa: BLE001 (any unreadable file weighs nothing; reading it later reports why)
+        return 0
+
+
+def shard_jobs(jobs: list[Job], shard) -> list[Job]:
+    """This shard's jobs (an `esr_cli.sharding.Shard`): the planned outputs split balanced by input pixels. The
+    split is over the whole plan, existing outputs included, so every rerun of a shard gets the same share."""
+    from .sharding import share
+
+    return share(jobs, [header_pixels(j.source) for j in jobs], shard) if shard.sharded else jobs
+
+
+def upscale_shard(jobs: list[Job], upscaler: Upscaler, shard, **options) -> tuple[Summary, bool]:
+    """`upscale_files` on this shard's jobs, with its progress bar labelled; then (summary of every shard, True)
+    when torch.distributed is up, else (this shard's summary, False)."""
+    from .sharding import gather, process_group
+
+    with process_group(shard, str(upscaler.model.device)):
+        mine = shard_jobs(jobs, shard)
+        summary = upscale_files(mine, upscaler, desc=shard.label if shard.sharded else None, **options)
+        parts = gather(summary) if shard.sharded else None
+    return (Summary.merge(parts), True) if parts else (summary, False)
+
+
 def upscale_picture(upscaler: Upscaler, picture: Picture, tta: bool = False, outscale: float | None = None,
                     progress=None) -> Picture:
     """Network over the RGB (and the alpha, as a gray image in the same batch), quantized to the input's bit depth."""
@@ -164,10 +186,10 @@ def upscale_image(source: str | Path, target: str | Path, model: str | Upscaler 
 
 def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outscale: float | None = None,
                   quality: int = 95, existing: str = "error", max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                  quiet: bool = False, report=None) -> Summary:
+                  quiet: bool = False, report=None, desc: str | None = None) -> Summary:
     """Run the jobs: decode ahead and encode behind in threads; a bad input is reported and skipped.
 
-    existing: "error" (refuse before starting), "skip" (resume a batch) or "overwrite".
+    existing: "error" (refuse before starting), "skip" (resume a batch) or "overwrite". `desc` labels the bar.
     """
     from tqdm import tqdm
 
@@ -184,7 +206,7 @@ def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outsca
     for folder in {j.target.parent for j in jobs}:
         remove_stale_parts(folder)  # left by a run that was killed while writing
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="img", disable=quiet or not sys.stderr.isatty() or not todo)
+    bar = tqdm(total=len(todo), unit="img", desc=desc, disable=quiet or not sys.stderr.isatty() or not todo)
     with ThreadPoolExecutor(2, thread_name_prefix="esr-read") as readers, \
             ThreadPoolExecutor(1, thread_name_prefix="esr-write") as writers:
         try:

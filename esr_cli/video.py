@@ -4,6 +4,7 @@ rate included) and the colour tags of the source. The ffmpeg processes are `esr_
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -59,6 +60,11 @@ class WorkDir:
     @property
     def frames(self) -> int:
         return sum(seg["frames"] for seg in self.segments)
+
+    @property
+    def next_index(self) -> int:
+        """Number of the next segment to write."""
+        return len(self.segments)
 
     def segment_path(self, index: int) -> Path:
         return self.path / f"segment_{index:05d}.nut"
@@ -126,12 +132,16 @@ class VideoSummary:
     processed: int = 0
     """Frames upscaled by this run (fewer than `frames` after a resume)."""
     seconds: float = 0.0
+    waiting: bool = False
+    """A shard that finished its segments while others still run: the last one to finish writes the output."""
 
     @property
     def fps(self) -> float:
         return self.processed / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
+        if self.waiting:
+            return f"{self.processed} frames of {self.output} done; the last shard to finish writes it"
         resumed = f" ({self.frames - self.processed} reused from an earlier run)" if self.processed < self.frames else ""
         return f"{self.frames} frames{resumed} in {self.seconds:.1f} s ({self.fps:.2f} frames/s) -> {self.output}"
 
@@ -152,7 +162,7 @@ class SegmentSink:
     def __call__(self, batch: Batch) -> None:
         for pts, pixels in zip(*batch):
             if self.encoder is None:
-                target = self.work.segment_path(len(self.work.segments))
+                target = self.work.segment_path(self.work.next_index)
                 self.encoder = SegmentEncoder(target, self.info, self.enc, self.size, self.time_base)
             self.encoder.write(pts, pixels)
             if self.encoder.frames == self.segment_frames:
@@ -163,7 +173,7 @@ class SegmentSink:
         encoder.finish()
         self.work.add(encoder.target, encoder.frames, encoder.first_pts)
         if self.on_segment:
-            self.on_segment(len(self.work.segments))
+            self.on_segment(self.work.next_index)
 
     def close(self) -> None:
         if self.encoder is not None:
@@ -291,9 +301,11 @@ def default_output(source: str | Path, scale: int) -> Path:
 def upscale_video(source: str | Path, target: str | Path | None, upscaler, encoding: Encoding | None = None,
                   start: float | None = None, duration: float | None = None, frames_dir: str | Path | None = None,
                   segment_frames: int = SEGMENT_FRAMES, overwrite: bool = False, quiet: bool = False,
-                  on_segment: Callable[[int], None] | None = None) -> VideoSummary:
+                  on_segment: Callable[[int], None] | None = None, shard=None) -> VideoSummary:
     """Upscale a video file with an Upscaler into `target` (or PNG frames into `frames_dir`), resuming an
-    interrupted identical run from its last complete segment. `on_segment(k)` is called after segment k."""
+    interrupted identical run from its last complete segment. `on_segment(k)` is called after segment k.
+    `shard` (an `esr_cli.sharding.Shard`): only its share of the segments, the last shard to finish muxes
+    (`esr_cli.video_shards`)."""
     source, encoding = Path(source), encoding or Encoding()
     target = Path(target) if target else default_output(source, upscaler.scale)
     out = Path(frames_dir) if frames_dir else target
@@ -303,6 +315,15 @@ def upscale_video(source: str | Path, target: str | Path | None, upscaler, encod
         raise EsrError(f"{target} exists: pass --overwrite to replace it")
     info = probe(source, start, duration)  # before anything is written: a bad input leaves nothing behind
     clock = time.perf_counter()
+    if shard is not None and shard.sharded:
+        from .video_shards import upscale_share
+
+        fingerprint = None if frames_dir else _fingerprint(source, info, upscaler, encoding, start, duration,
+                                                               segment_frames)
+        summary = upscale_share(source, out, info, upscaler, shard, encoding, fingerprint, start, duration,
+                                bool(frames_dir), segment_frames, overwrite, quiet, on_segment)
+        summary.seconds = time.perf_counter() - clock
+        return summary
     if frames_dir:
         first = 0 if overwrite else _existing_frames(out)
         sink = FramesSink(out, first)
@@ -328,16 +349,17 @@ def upscale_video(source: str | Path, target: str | Path | None, upscaler, encod
     return summary
 
 
-def _run(decoder: Decoder, upscaler, sink, info: Probe, first: int, segment_frames: int, quiet: bool) -> int:
+def _run(decoder: Decoder, upscaler, sink, info: Probe, first: int, segment_frames: int, quiet: bool,
+         limit: int | None = None, desc: str | None = None) -> int:
     """Decoder -> engine -> sink with a progress bar; on any error or interrupt the processes are stopped and
-    the unfinished segment deleted (complete segments stay for the next run)."""
+    the unfinished segment deleted (complete segments stay for the next run). `limit`: at most so many frames."""
     import torch
     from tqdm import tqdm
 
     from .images import quantize
 
-    bar = tqdm(total=max(info.frames, first), initial=first, unit="frame", dynamic_ncols=True,
-               disable=quiet or not sys.stderr.isatty())
+    bar = tqdm(total=max(info.frames, first) if limit is None else limit, initial=first if limit is None else 0,
+               unit="frame", desc=desc, dynamic_ncols=True, disable=quiet or not sys.stderr.isatty())
     peak = 65535.0 if info.bits == 16 else 255.0
 
     def upscale(pixels: np.ndarray) -> np.ndarray:
@@ -347,8 +369,8 @@ def _run(decoder: Decoder, upscaler, sink, info: Probe, first: int, segment_fram
         return y
 
     try:
-        done = run_pipeline(lambda: _batches(decoder.frames(), upscaler.batch_size, segment_frames, first),
-                            upscale, sink)
+        frames = (lambda: decoder.frames()) if limit is None else (lambda: itertools.islice(decoder.frames(), limit))
+        done = run_pipeline(lambda: _batches(frames(), upscaler.batch_size, segment_frames, first), upscale, sink)
         sink.close()
         return done
     except BaseException:

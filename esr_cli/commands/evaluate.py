@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .options import ArchOpt, DeviceOpt, TileOpt
+from .options import ArchOpt, DeviceOpt, ShardOpt, TileOpt
 
 
 def evaluate(
@@ -32,16 +32,25 @@ def evaluate(
     device: DeviceOpt = "auto",
     tile: TileOpt = "0",
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    shard: ShardOpt = None,
 ) -> None:
     """Evaluate models on benchmark datasets (mean PSNR/SSIM, published figure and difference)."""
     from ..evaluation import evaluate as run
+    from ..images import atomic_write
+    from ..sharding import detect, device_for
 
-    results = run(models, datasets, scale=scale, arch=arch, self_ensemble=self_ensemble, precision=precision, device=device,
-                  tile=tile, metric_space=metric_space, border=border,
-                  save_images=save_images, compare=compare, progress=not quiet)
+    part = detect(shard)  # --shard, else torchrun, srun or a Kubernetes indexed Job: a share of the images each
+    results = run(models, datasets, scale=scale, arch=arch, self_ensemble=self_ensemble, precision=precision,
+                  device=device_for(device, part), tile=tile, metric_space=metric_space, border=border,
+                  save_images=save_images, compare=compare, progress=not quiet, shard=part, combine=json_path)
+    if results is None:
+        typer.echo(f"{part.label}: done; the last shard to finish writes the results to {json_path}", err=True)
+        return
+    if part.launcher == "torchrun" and not part.main:
+        return  # rank 0 reports for all
     typer.echo(format_table(results, per_image))
     if json_path:
-        json_path.write_text(json.dumps({"results": [r.to_dict() for r in results]}, indent=1) + "\n")
+        atomic_write(json_path, (json.dumps({"results": [r.to_dict() for r in results]}, indent=1) + "\n").encode())
     if csv_path:
         write_csv(csv_path, results, per_image)
     if compare:

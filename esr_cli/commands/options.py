@@ -69,3 +69,20 @@ def use_threads(threads: int | None) -> None:
 
         torch.set_num_threads(threads)
 
+
+def shard_spec(value: str | None) -> str | None:
+    """--shard I/N checked before anything loads (esr_cli.sharding imports no torch)."""
+    from ..sharding import parse
+
+    if value is not None:
+        try:
+            parse(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="'--shard'") from None
+    return value
+
+
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", callback=shard_spec, metavar="I/N",
+    help="Do share I (0 to N-1) of N. Default: from torchrun, srun (SLURM) or a Kubernetes indexed Job "
+         "(JOB_COMPLETION_INDEX with ESR_SHARDS=N).")]

@@ -8,7 +8,7 @@ import typer
 
 from .. import DEFAULT_MODEL
 from .options import (ArchOpt, BatchOpt, DenoiseOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt,
-                      TileOverlapOpt, check_denoise, finite, use_threads)
+                      ShardOpt, TileOverlapOpt, check_denoise, finite, use_threads)
 
 
 def upscale(
@@ -38,12 +38,14 @@ def upscale(
                                      help="Refuse larger inputs (decompression bombs)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network (pays off on long batches)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars."),
+    shard: ShardOpt = None,
 ) -> None:
     """Upscale images with a super-resolution network."""
     from ..errors import EsrError
     from ..models import load_model
     from ..images import writable_folder
-    from ..upscaling import check_template, plan, upscale_files
+    from ..sharding import detect, device_for
+    from ..upscaling import check_template, plan, upscale_shard
 
     if skip_existing and overwrite:
         raise EsrError("--skip-existing and --overwrite exclude each other")
@@ -54,6 +56,8 @@ def upscale(
     template = check_template(f"{{stem}}{suffix}.{{ext}}" if suffix is not None else name)  # before the model loads
     check_denoise(model, scale, denoise)
     use_threads(threads)
+    part = detect(shard)  # --shard, else torchrun, srun or a Kubernetes indexed Job; 0/1 alone
+    device = device_for(device, part)  # cuda:LOCAL_RANK when sharded on GPUs
     upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet, denoise=denoise)
     if compile_:
@@ -62,10 +66,12 @@ def upscale(
     if not jobs:
         raise EsrError("no image files found in the inputs")
     existing = "overwrite" if overwrite else "skip" if skip_existing else "error"
-    summary = upscale_files(jobs, upscaler, tta=tta, outscale=outscale, quality=quality, existing=existing,
-                            max_pixels=max_pixels, quiet=quiet)
-    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): {summary.line()}",
-               err=True)
+    summary, combined = upscale_shard(jobs, upscaler, part, tta=tta, outscale=outscale, quality=quality,
+                                      existing=existing, max_pixels=max_pixels, quiet=quiet)
+    who = f"{part.label}: " if part.sharded and not combined else f"{part.count} shards: " if combined else ""
+    if part.main or not combined:
+        typer.echo(f"{who}{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): "
+                   f"{summary.line()}", err=True)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ import typer
 
 from .. import DEFAULT_MODEL
 from .options import (ArchOpt, BatchOpt, DenoiseOpt, DeviceOpt, ModelOpt, PrecisionOpt, ScaleOpt, ThreadsOpt, TileOpt,
-                      TileOverlapOpt, check_denoise, use_threads)
+                      ShardOpt, TileOverlapOpt, check_denoise, use_threads)
 
 
 def video(
@@ -36,20 +36,25 @@ def video(
     segment_frames: int = typer.Option(120, min=1, help="Frames per resumable segment."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output and discard an unfinished run."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    shard: ShardOpt = None,
 ) -> None:
     """Upscale a video; run the same command again to resume after an interruption."""
     from ..errors import EsrError
     from ..models import load_model
+    from ..sharding import detect, device_for
     from ..video import Encoding, upscale_video
 
     if segment_frames < 1 or batch_size < 1:
         raise EsrError("--segment-frames and --batch-size must be at least 1")
     check_denoise(model, scale, denoise)
     use_threads(threads)
+    part = detect(shard)  # --shard, else torchrun, srun or a Kubernetes indexed Job: a block of the segments each
+    device = device_for(device, part)
     upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet, denoise=denoise)
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
     summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
-                            frames_dir=frames_dir, segment_frames=segment_frames, overwrite=overwrite, quiet=quiet)
-    typer.echo(f"{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): {summary.line()}",
+                            frames_dir=frames_dir, segment_frames=segment_frames, overwrite=overwrite, quiet=quiet, shard=part)
+    who = f"{part.label}: " if part.sharded else ""
+    typer.echo(f"{who}{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): {summary.line()}",
                err=True)
