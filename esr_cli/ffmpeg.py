@@ -244,6 +244,9 @@ class Encoding:
 def encoder_command(info: Probe, enc: Encoding, target: Path) -> list[str]:
     """ffmpeg reading IVF raw RGB on stdin, converting to YUV with the source's matrix, tagging its colours."""
     color = info.color
+    if color.get("color_space") == "gbr" and not enc.pix_fmt.startswith(("rgb", "bgr", "gbr")):
+        # an RGB source (PNG/FFV1/x264rgb) into a YUV format: convert with BT.709 and say so in the tags
+        color = {**color, "color_space": "bt709", "color_range": "tv"}
     matrix = MATRICES.get(color.get("color_space", ""))
     full = color.get("color_range") == "pc"
     scale = f"scale=out_range={'full' if full else 'limited'}" + (f":out_color_matrix={matrix}" if matrix else "")
@@ -252,13 +255,44 @@ def encoder_command(info: Probe, enc: Encoding, target: Path) -> list[str]:
     for option, key in (("-color_primaries", "color_primaries"), ("-color_trc", "color_trc"),
                         ("-colorspace", "color_space"), ("-color_range", "color_range")):
         if color.get(key, "unknown") not in ("unknown", "reserved"):
-            tags += [option, color[key]]
-    rate = ["-crf", str(enc.crf)] + (["-b:v", "0"] if enc.codec.startswith("libvpx") else []) if enc.crf is not None else []
+            tags += [option, "rgb" if color[key] == "gbr" else color[key]]  # ffprobe's name vs the option's
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-c:v", "rawvideo", "-f", "ivf", "-i", "pipe:0",
             "-vf", f"{scale}{sar},format={enc.pix_fmt}", "-fps_mode", "passthrough", "-enc_time_base", "demux",
-            "-c:v", enc.codec, *rate, *(["-preset", enc.preset] if enc.preset else []), "-pix_fmt", enc.pix_fmt,
-            *tags, *enc.ffmpeg_args, "-f", "nut", str(target)]
+            *codec_args(enc), *tags, *enc.ffmpeg_args, "-f", "nut", str(target)]
+
+
+def codec_args(enc: Encoding) -> list[str]:
+    rate = ["-crf", str(enc.crf)] + (["-b:v", "0"] if enc.codec.startswith("libvpx") else []) if enc.crf is not None else []
+    return ["-c:v", enc.codec, *rate, *(["-preset", enc.preset] if enc.preset else []), "-pix_fmt", enc.pix_fmt]
+
+
+def stream_maps(target: Path) -> list[str]:
+    """What the final file takes from the source (input 1): audio, subtitles, attachments where the container
+    holds them, chapters and metadata."""
+    attachments = ["-map", "1:t?"] if target.suffix.lower() in (".mkv", ".mka") else []
+    return ["-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", *attachments, "-map_chapters", "1", "-map_metadata", "1"]
+
+
+def check_output(source: Path, target: Path, enc: Encoding) -> None:
+    """A one-frame rehearsal of the final file before any frame is decoded: the codec with its options, and the
+    source's other streams copied, into `target`'s container. EsrError naming the cause (an extension ffmpeg does
+    not know, a container that cannot hold AAC, a bad encoder option)."""
+    rehearsal = target.with_name(f".{target.stem}.esr-check{target.suffix}")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+           "-f", "lavfi", "-i", "color=size=64x64:rate=25:duration=0.04", "-i", str(source), *stream_maps(target),
+           "-c", "copy", *codec_args(enc), *enc.ffmpeg_args, "-t", "0.04", str(rehearsal)]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    finally:
+        rehearsal.unlink(missing_ok=True)
+    if run.returncode != 0:
+        last = ffmpeg_error(run.stderr.splitlines()).replace(str(rehearsal), str(target))
+        if last.startswith(f"{enc.codec}:"):  # the encoder refused its options, as a segment encoder would say
+            raise EsrError(f"encoder failed: {last}")
+        raise EsrError(f"{target}: cannot write {enc.codec} video and the streams of {source.name} into "
+                       f"{target.suffix or 'a file without extension'} ({last}); try another output extension such "
+                       "as .mkv, or other --codec/--pix-fmt/--ffmpeg-arg")
 
 
 def ivf_header(width: int, height: int, bits: int, time_base: Fraction) -> bytes:

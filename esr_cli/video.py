@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EsrError
-from .ffmpeg import (Decoder, Encoding, Probe, SegmentEncoder, section, count_frames, ffmpeg_error, ffmpeg_exe,
-                     probe)
+from .images import writable_folder
+from .ffmpeg import (Decoder, Encoding, Probe, SegmentEncoder, check_output, count_frames, ffmpeg_error, ffmpeg_exe,
+                     probe, section, stream_maps)
 
 SEGMENT_FRAMES = 120
 # ---- the work directory: segments and their manifest --------------------------------------------
@@ -106,13 +107,11 @@ def mux(work: WorkDir, source: Path, target: Path, time_base: Fraction, start: f
     """Concatenate the segments and copy every audio/subtitle/attachment stream, the chapters and the metadata
     of the source beside them (no re-encoding), into a temporary name renamed to `target` when complete."""
     part = target.with_name(f".{target.stem}.esr-part{target.suffix}")
-    attachments = ["-map", "1:t?"] if target.suffix.lower() in (".mkv", ".mka") else []
     faststart = ["-movflags", "+faststart"] if target.suffix.lower() in (".mp4", ".mov", ".m4v") else []
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
            "-itsoffset", _seconds(_microseconds(work.segments[0]["first_pts"] * time_base)),
            "-f", "concat", "-safe", "0", "-i", str(work.concat_list(time_base)), *section(start, duration),
-           "-i", str(source), "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", *attachments,
-           "-map_chapters", "1", "-map_metadata", "1", "-c", "copy", *faststart, str(part)]
+           "-i", str(source), *stream_maps(target), "-c", "copy", *faststart, str(part)]
     run = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if run.returncode != 0:
         part.unlink(missing_ok=True)
@@ -308,12 +307,17 @@ def upscale_video(source: str | Path, target: str | Path | None, upscaler, encod
     (`esr_cli.video_shards`)."""
     source, encoding = Path(source), encoding or Encoding()
     target = Path(target) if target else default_output(source, upscaler.scale)
+    if target.is_dir():  # -o FOLDER: the default name inside it
+        target = target / default_output(source, upscaler.scale).name
     out = Path(frames_dir) if frames_dir else target
     if out.resolve() == source.resolve():
         raise EsrError(f"{out}: the output would overwrite the input")
     if not frames_dir and target.exists() and not overwrite:
         raise EsrError(f"{target} exists: pass --overwrite to replace it")
     info = probe(source, start, duration)  # before anything is written: a bad input leaves nothing behind
+    if not frames_dir:
+        writable_folder(target.parent)
+        check_output(source, target, encoding)  # codec, its options and the container, before a frame is decoded
     clock = time.perf_counter()
     if shard is not None and shard.sharded:
         from .video_shards import upscale_share
@@ -337,7 +341,12 @@ def upscale_video(source: str | Path, target: str | Path | None, upscaler, encod
         if work:
             sink = SegmentSink(work, info, encoding, (info.width * upscaler.scale, info.height * upscaler.scale),
                                info.time_base, segment_frames, on_segment)
-        summary.processed = _run(decoder, upscaler, sink, info, first, segment_frames, quiet)
+        try:
+            summary.processed = _run(decoder, upscaler, sink, info, first, segment_frames, quiet)
+        except BaseException:
+            if work and not work.segments:  # nothing a rerun could reuse
+                shutil.rmtree(work.path, ignore_errors=True)
+            raise
         if work:
             work.complete = True
             work.save()
