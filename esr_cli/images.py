@@ -197,18 +197,19 @@ def output_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def write_image(path: str | Path, picture: Picture, quality: int = 95) -> None:
-    """Encode to `path` (format from the suffix) through a temporary file and an atomic rename."""
+def write_image(path: str | Path, picture: Picture, quality: int = 95, replace: bool = True) -> None:
+    """Encode to `path` (format from the suffix) through a temporary file and an atomic rename; `replace=False`
+    keeps a file that another process wrote there meanwhile (`Exists`)."""
     path = Path(path)
     fmt = output_format(path)
     if fmt == "PNG":  # streamed into the file: no full-size copy of a huge output
-        atomic_write(path, lambda f: _write_png(f, picture))
+        atomic_write(path, lambda f: _write_png(f, picture), replace)
         return
     try:
         data = encode(picture, fmt, quality)
     except (OSError, ValueError, TypeError, KeyError) as e:  # what the encoders raise for what they cannot hold
         raise EsrError(f"{path}: cannot be written as {fmt}: {first_line(e)}") from None
-    atomic_write(path, data)
+    atomic_write(path, data, replace)
 
 
 def encode(picture: Picture, fmt: str, quality: int = 95) -> bytes:
@@ -307,6 +308,21 @@ def remove_stale_parts(folder: Path, older_than_s: float = 3600.0) -> int:
     return removed
 
 
+def _create(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path` unless `path` exists (FileExistsError). Where hard links are refused (FAT, some network
+    shares) the check and the rename are two steps."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 def writable_folder(folder: str | Path, option: str = "-o") -> Path:
     """`folder`, created if missing, or EsrError if it cannot hold outputs (a file, read-only, no permission)."""
     folder = Path(folder)
@@ -320,16 +336,27 @@ def writable_folder(folder: str | Path, option: str = "-o") -> Path:
     return folder
 
 
-def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+class Exists(EsrError):
+    """The output appeared while it was being made (another process wrote it) and was kept."""
+
+
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None], replace: bool = True) -> None:
     """Write bytes (or let `data(file)` write) to a temporary file beside `path`, then rename: never a
-    half-written file."""
+    half-written file. `replace=False`: the final name is created only if it does not exist at that moment
+    (a hard link, atomic), else `Exists` and the file found there is kept."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             data(f) if callable(data) else f.write(data)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                _create(Path(tmp), path)
+            except FileExistsError:
+                raise Exists(f"{shown(path)}: written by another process meanwhile; kept") from None
     except OSError as e:
         if tmp:
             Path(tmp).unlink(missing_ok=True)

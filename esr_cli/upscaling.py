@@ -19,7 +19,7 @@ import numpy as np
 from . import DEFAULT_MODEL
 from .engine import Upscaler
 from .errors import EsrError, first_line, shown
-from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Picture, from_planes, quantize, read_image,
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Exists, Picture, from_planes, quantize, read_image,
                      remove_stale_parts, to_batch, write_image)
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}.{ext}"
@@ -211,7 +211,7 @@ def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outsca
             ThreadPoolExecutor(1, thread_name_prefix="esr-write") as writers:
         try:
             _run_jobs(todo, upscaler, readers, writers, summary, report, bar, start,
-                      dict(tta=tta, outscale=outscale), quality, max_pixels)
+                      dict(tta=tta, outscale=outscale), quality, max_pixels, existing == "overwrite")
         except BaseException:  # Ctrl-C: queued reads and writes are dropped; a write under way stays atomic
             readers.shutdown(cancel_futures=True)
             writers.shutdown(cancel_futures=True)
@@ -222,8 +222,9 @@ def upscale_files(jobs: list[Job], upscaler: Upscaler, tta: bool = False, outsca
 
 
 def _run_jobs(todo: list[Job], upscaler: Upscaler, readers, writers, summary: Summary, report, bar, start: float,
-              options: dict, quality: int, max_pixels: int | None) -> None:
-    """Read two images ahead, upscale, and hand each result to the writer; at most one write waits."""
+              options: dict, quality: int, max_pixels: int | None, replace: bool) -> None:
+    """Read two images ahead, upscale, and hand each result to the writer; at most one write waits. Without
+    `replace`, an output that another process wrote meanwhile is kept and counted as skipped."""
     reads = [readers.submit(read_image, j.source, max_pixels) for j in todo[:2]]
     writes: list[tuple[Job, Future, int]] = []
     for i, job in enumerate(todo):
@@ -233,7 +234,7 @@ def _run_jobs(todo: list[Job], upscaler: Upscaler, readers, writers, summary: Su
             picture = reads[i].result()
             reads[i] = None  # free the decoded input as soon as it is used
             result = upscale_picture(upscaler, picture, **options)
-            writes.append((job, writers.submit(write_image, job.target, result, quality), result.size[0] * result.size[1]))
+            writes.append((job, writers.submit(write_image, job.target, result, quality, replace), result.size[0] * result.size[1]))
         except EsrError as e:
             summary.failed.append((job.source, str(e)))
             report(f"esr: error: {e}")
@@ -251,6 +252,8 @@ def _collect(writes, summary: Summary, report, wait: bool, drain: bool = False) 
             future.result()
             summary.written.append(job.target)
             summary.megapixels += pixels / 1e6
+        except Exists:
+            summary.skipped.append(job.target)
         except EsrError as e:
             summary.failed.append((job.source, str(e)))
             report(f"esr: error: {e}")

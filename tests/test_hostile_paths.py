@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 from hostile import esr, files, one_error
 
+from esr_cli.images import Exists, atomic_write
+from esr_cli.upscaling import plan, upscale_files
+from test_video import upscaler
+
 
 @pytest.mark.parametrize("args", [
     ["--name", "../{stem}.{ext}"], ["--name", "/tmp/esr-escape-{stem}.{ext}"], ["--suffix", "/../../x"],
@@ -60,3 +64,34 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(inputs, tmp_path, use
     os.utime(stale, (0, 0))
     assert esr("upscale", inputs, "-o", out, "--model", user_weights, "-q").returncode == 0
     assert not stale.exists() and fresh.exists() and {"a_x2.png", "b_x2.png"} <= files(out)
+
+
+def test_write_never_replaces_a_file_another_process_wrote_meanwhile(tmp_path):
+    target = tmp_path / "a.png"
+    target.write_bytes(b"theirs")
+    with pytest.raises(Exists):
+        atomic_write(target, b"ours", replace=False)
+    assert target.read_bytes() == b"theirs" and files(tmp_path) == {"a.png"}  # no temporary file left
+    atomic_write(tmp_path / "b.png", b"ours", replace=False)
+    atomic_write(target, b"ours")  # --overwrite replaces
+    assert target.read_bytes() == b"ours" and (tmp_path / "b.png").read_bytes() == b"ours"
+
+
+def test_batch_keeps_an_output_that_appeared_during_the_run(inputs, tmp_path):
+    """Two runs on one folder: the output the other wrote after this run planned is kept and counted skipped."""
+    jobs = plan([inputs], tmp_path / "out", 2)
+    (tmp_path / "out").mkdir()
+    inner = upscaler()
+
+    class Racing:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def upscale_into(self, x, sink, **kwargs):
+            (tmp_path / "out" / "b_x2.png").write_bytes(b"other run")
+            return inner.upscale_into(x, sink, **kwargs)
+
+    summary = upscale_files(jobs, Racing(), existing="skip", quiet=True)
+    assert (tmp_path / "out" / "b_x2.png").read_bytes() == b"other run"
+    assert [p.name for p in summary.skipped] == ["b_x2.png"] and [p.name for p in summary.written] == ["a_x2.png"]
+    assert not summary.failed and files(tmp_path / "out") == {"a_x2.png", "b_x2.png"}
