@@ -17,7 +17,7 @@ from .datasets import Dataset, canonical_name, load_dataset, load_pair
 from .engine import Upscaler
 from .errors import EsrError
 from .images import Picture, quantize, to_batch
-from .metrics import psnr, ssim
+from .metrics import SSIM_WINDOW, psnr, ssim
 
 
 @dataclass
@@ -169,6 +169,9 @@ def evaluate_dataset(upscalers: list[Upscaler], dataset: Dataset, scale: int, pr
     for i in tqdm(indices, desc=f"{dataset.name} x{scale}", unit="img", disable=not progress, leave=False):
         pair = dataset.pairs[i]
         hr, lr = load_pair(pair, scale)
+        if min(hr.shape[:2]) - 2 * shave < SSIM_WINDOW:
+            raise EsrError(f"{dataset.name}/{pair.name}: {hr.shape[1]}x{hr.shape[0]} less a border of {shave} "
+                           f"leaves less than the {SSIM_WINDOW}x{SSIM_WINDOW} that SSIM needs (see --border)")
         x = to_batch(Picture(lr))  # gray repeated to three channels, as EDSR/BasicSR do
         if degrade is not None:
             x = degrade(x, i)

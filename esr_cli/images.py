@@ -326,6 +326,8 @@ def _create(tmp: Path, path: Path) -> None:
 def writable_folder(folder: str | Path, option: str = "-o") -> Path:
     """`folder`, created if missing, or EsrError if it cannot hold outputs (a file, read-only, no permission)."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EsrError(f"{option} {shown(folder)}: not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()  # the real test: os.access ignores read-only mounts

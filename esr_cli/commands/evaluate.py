@@ -22,7 +22,7 @@ def evaluate(
     scale: int = typer.Option(None, "-s", "--scale", help="Scale (picks the zoo weights; default: each model's)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="x8 geometric self-ensemble (the '+' models)."),
     metric_space: str = typer.Option("y", help="y (BT.601 luma, the tables) or rgb (the NTIRE challenges)."),
-    border: int = typer.Option(None, help="Pixels shaved from each border (default: the scale; NTIRE uses 4)."),
+    border: int = typer.Option(None, min=0, help="Pixels shaved from each border (default: the scale; NTIRE uses 4)."),
     per_image: bool = typer.Option(False, "--per-image", help="Print (and write to --csv) every image's figures."),
     save_images: Path = typer.Option(None, help="Write the SR images to DIR/<model>/<dataset>/<name>.png."),
     json_path: Path = typer.Option(None, "--json", help="Write the results as JSON."),
@@ -35,10 +35,18 @@ def evaluate(
     shard: ShardOpt = None,
 ) -> None:
     """Evaluate models on benchmark datasets (mean PSNR/SSIM, published figure and difference)."""
+    from ..errors import EsrError
     from ..evaluation import evaluate as run
-    from ..images import atomic_write
+    from ..images import atomic_write, writable_folder
     from ..sharding import detect, device_for
 
+    for path, option in ((json_path, "--json"), (csv_path, "--csv"), (compare, "--compare")):
+        if path is not None:  # before hours of evaluation, not after
+            if path.is_dir():
+                raise EsrError(f"{option} {path}: is a folder; give a file name")
+            writable_folder(path.parent, option)
+    if save_images is not None:
+        writable_folder(save_images, "--save-images")
     part = detect(shard)  # --shard, else torchrun, srun or a Kubernetes indexed Job: a share of the images each
     results = run(models, datasets, scale=scale, arch=arch, self_ensemble=self_ensemble, precision=precision,
                   device=device_for(device, part), tile=tile, metric_space=metric_space, border=border,
@@ -83,8 +91,12 @@ def _diff(r) -> str:
 
 
 def write_csv(path: Path, results, per_image: bool = False) -> None:
-    """A row per (model, dataset) mean (image `mean`), and per image with `per_image`."""
-    with path.open("w", newline="") as f:
+    """A row per (model, dataset) mean (image `mean`), and per image with `per_image` (written atomically)."""
+    import io
+
+    from ..images import atomic_write
+
+    with io.StringIO(newline="") as f:
         out = csv.writer(f)
         out.writerow(["model", "dataset", "scale", "image", "psnr", "ssim", "published_psnr", "published_ssim"])
         for r in results:
@@ -92,3 +104,4 @@ def write_csv(path: Path, results, per_image: bool = False) -> None:
             out.writerow([r.model, r.dataset, r.scale, "mean", f"{r.psnr:.6f}", f"{r.ssim:.6f}", *pub])
             for i in r.images if per_image else []:
                 out.writerow([r.model, r.dataset, r.scale, i.name, f"{i.psnr:.6f}", f"{i.ssim:.6f}", "", ""])
+        atomic_write(path, f.getvalue().encode())
