@@ -122,6 +122,11 @@ class Architecture:
     """Builds the training-time variant of `config`'s network, with re-parameterisable blocks (`esr_cli.reparam`)
     where the authors trained them; `reparam.fuse_modules` of it has exactly `build(config)`'s state-dict layout.
     `esr train` uses it when the recipe sets `model.reparam = true`."""
+    prune: Callable[[nn.Module, Any, int], tuple[nn.Module, Any]] | None = None
+    """`prune(module, config, channels) -> (smaller module, its config)`: the same architecture with `channels`
+    feature channels, kept by L1 norm consistently across residual paths (`esr_cli.pruning` has the helpers; the
+    plugin declares which convs share channels). Raises EsrError when `channels` is not below the current width.
+    `esr prune` and the `prune` stages of recipes use it; the result is read back by `read_config`."""
 
     def build(self, config: Any) -> nn.Module:
         return self.model(**dataclasses.asdict(config))

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from . import __version__
-from .commands import benchmark, evaluate, models, plugins, train, upscale, video
+from .commands import benchmark, evaluate, models, plugins, prune, train, upscale, video
 
 app = typer.Typer(
     help="Image and video super-resolution with the NTIRE efficient-SR networks (RLFN, IMDN, RFDN, MDRN, SAFMN, ...).",
@@ -37,6 +37,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
 app.command("train")(train.train)
 app.command("finetune")(train.finetune)
+app.command("prune")(prune.prune)
 app.add_typer(models.app, name="models")
 app.command("plugins")(plugins.plugins)
 

@@ -61,8 +61,29 @@ def load_recipe(path: Path | None, overrides: list[str] = (), base: Mapping | No
         except tomllib.TOMLDecodeError as e:
             raise EsrError(f"{path}: not valid TOML ({e})") from None
     for item in overrides:
-        recipe = merge(recipe, assignment(item), replace=False)
+        recipe = override(recipe, item)
     return recipe
+
+
+def override(recipe: Mapping, item: str) -> dict:
+    """`--set a.b=value` over the recipe, and over every stage that sets a.b itself: the command line wins over
+    the file everywhere (`--set train.iters=10` makes every stage short)."""
+    value = assignment(item)
+    out = merge(recipe, value, replace=False)
+    for stage in out.get("stages") or []:
+        if isinstance(stage, dict):  # a stage's `name` is its own, not the recipe's
+            _replace_present(stage, {k: v for k, v in value.items() if k != "name"})
+    return out
+
+
+def _replace_present(table: dict, value: Mapping) -> None:
+    for key, v in value.items():
+        if key not in table:
+            continue
+        if isinstance(v, Mapping) and isinstance(table[key], dict):
+            _replace_present(table[key], v)
+        else:
+            table[key] = copy.deepcopy(v)
 
 
 def assignment(item: str) -> dict:
@@ -89,8 +110,22 @@ def stages_of(recipe: Mapping) -> list[tuple[str, dict]]:
     for i, stage in enumerate(recipe["stages"], 1):
         stage = dict(stage)
         name = str(stage.pop("name", f"stage{i}"))
-        out.append((name, merge(base, stage)))
+        prune = stage.pop("prune", None)
+        merged = merge(base, stage)
+        if prune is not None:
+            merged["prune"] = prune_table(prune, name)
+        out.append((name, merged))
     return out
+
+
+def prune_table(prune, stage: str) -> dict:
+    """A stage's `prune = { channels = N }`: that stage cuts the weights it starts from to N feature channels
+    (`esr prune`) instead of training; the stages after it train the smaller network."""
+    channels = prune.get("channels") if isinstance(prune, Mapping) else None
+    if (not isinstance(prune, Mapping) or set(prune) != {"channels"} or isinstance(channels, bool)
+            or not isinstance(channels, int) or channels < 1):
+        raise EsrError(f"recipe: stage {stage}: prune = {prune!r}: expected {{ channels = N }} with N >= 1")
+    return {"channels": channels}
 
 
 FINETUNE = {
@@ -124,7 +159,7 @@ def finetune_recipe(model: str, data: list[str], degrade: list[str], val: str | 
     if val:  # the realworld pipeline starts from HR images: its validation folder holds prepared pairs
         recipe["val"].update(folder=val, degrade=recipe["degrade"].get("pipeline") != "realworld")
     for item in overrides:
-        recipe = merge(recipe, assignment(item), replace=False)
+        recipe = override(recipe, item)
     return recipe
 
 

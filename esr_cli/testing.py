@@ -41,6 +41,8 @@ def check_architecture(arch: Architecture, registry: Registry | None = None, con
         assert torch.isfinite(out).all(), f"{arch.name} x{scale}: non-finite output"
         if arch.train_build is not None:
             check_fusing(arch, cfg)
+        if arch.prune is not None:
+            check_pruning(arch, cfg, others)
     for w in arch.weights:
         assert w.scale in arch.scales, f"{w.name}: scale {w.scale} not among {arch.scales}"
         assert w.url.startswith("https://"), f"{w.name}: url must be https"
@@ -71,3 +73,35 @@ def check_fusing(arch: Architecture, config, tolerance: float = 1e-5) -> None:
         y, z = net(x), deploy(x)
     error = float((y - z).abs().max() / max(1.0, float(y.abs().max())))
     assert error <= tolerance, f"{arch.name}: fused output differs by {error:.3g} (relative)"
+
+
+def check_pruning(arch: Architecture, config, registry: Registry | None = None) -> None:
+    """The prune hook on a random network: cut to 1 channel, it is detected as this architecture with the config
+    the hook returned, has fewer parameters and runs; more channels than it has are refused with an EsrError."""
+    import torch
+
+    from .errors import EsrError
+    from .pruning import prune
+    from .registry import Match
+
+    torch.manual_seed(0)
+    model = arch.build(config).eval()
+    state = model.state_dict()
+    match = Match(arch, config, state)
+    smaller = prune(match, 1, registry)
+    found = (registry or default_registry()).detect(smaller.state_dict, config.scale, arch=arch.name)
+    assert found.config == smaller.config, f"{arch.name}: pruned network read as {found.config}, not {smaller.config}"
+    before, after = sum(t.numel() for t in state.values()), sum(t.numel() for t in smaller.state_dict.values())
+    assert after < before, f"{arch.name}: pruning to 1 channel left {after} of {before} parameters"
+    net = arch.build(smaller.config).eval()
+    net.load_state_dict(dict(smaller.state_dict), strict=True)
+    side = max(16, arch.min_size) * arch.size_multiple
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, side, side) * arch.input_range)
+    assert tuple(out.shape) == (1, 3, side * config.scale, side * config.scale), f"{arch.name}: pruned output shape"
+    try:
+        prune(match, 1 << 20, registry)
+    except EsrError:
+        pass
+    else:
+        raise AssertionError(f"{arch.name}: the prune hook accepted more channels than the network has")

@@ -4,7 +4,9 @@ Recipes (TOML, defaults, stages) are `recipes`; the run log (log.csv, curves.png
 
 A run directory holds everything a run writes: `last.pt` (full state, atomic, every N iterations), `best.pth` and
 `model.pth` (plain state dicts that `esr upscale --model` detects), `log.csv`, `curves.png`, `recipe.toml.json`.
-A recipe with `[[stages]]` runs them in order, each in its own sub-directory and warm-started from the one before.
+A recipe with `[[stages]]` runs them in order, each in its own sub-directory and warm-started from the one before;
+a stage with `prune = { channels = N }` prunes that network instead of training it (`esr_cli.pruning`), and the
+stages after it train the smaller network.
 """
 
 from __future__ import annotations
@@ -324,14 +326,60 @@ def run(recipe: Mapping, output: Path | None = None, resume: bool = False, regis
     d = Dist.from_env()
     output = Path(output) if output else default_output(recipe["name"], d)
     stages = [(name, validated(stage)) for name, stage in stages_of(recipe)]  # every stage checked before any runs
-    previous = None
+    previous = pruned = None
     for name, stage in stages:
         run_dir = output / name if name else output
         if previous is not None and not stage["model"]["init"]:
             stage["model"]["init"] = str(previous)  # warm start from the stage before
+            if pruned is not None:  # ... which is (or descends from) a pruned network: its shape
+                stage["model"]["config"] = pruned
         located = init if previous is None and stage["model"]["init"] == recipe["model"]["init"] else None
-        previous = train_stage(stage, run_dir, resume, registry, d, located)
+        if "prune" in stage:
+            previous = prune_stage(stage, run_dir, resume, registry, d, located)
+            pruned = config_table(stage, previous, registry)
+        else:
+            previous = train_stage(stage, run_dir, resume, registry, d, located)
     return previous
+
+
+def prune_stage(recipe: Mapping, run_dir: Path, resume: bool, registry, d: Dist, init=None) -> Path:
+    """A `prune` stage: the weights it starts from (the stage before's model.pth, or model.init) cut to
+    prune.channels feature channels by the architecture's prune hook (`esr_cli.pruning`), written as its
+    model.pth; nothing is trained. Skipped when already done (resume)."""
+    from .models import locate
+    from .pruning import prune
+
+    final = run_dir / "model.pth"
+    if final.exists():
+        if resume:
+            say(d, f"esr train: {run_dir} is finished; skipping")
+            return final
+        raise EsrError(f"{run_dir} holds a run already: pass --resume, or another -o")
+    source = recipe["model"]["init"]
+    if not source:
+        raise EsrError("a prune stage cuts the weights it starts from: put a training stage before it, or set "
+                       "model.init")
+    if d.main:
+        writable_folder(run_dir)
+        match = init or locate(source, arch=recipe["model"]["arch"], registry=registry, quiet=True)[0]
+        smaller = prune(match, recipe["prune"]["channels"], registry)
+        atomic_write(run_dir / "recipe.json", json.dumps(recipe, indent=1).encode())
+        save_torch(dict(smaller.state_dict), final)
+        say(d, f"esr train: {source} pruned to {smaller.config}, written to {final}")
+    if d.world > 1:
+        dist.barrier()
+    return final
+
+
+def config_table(recipe: Mapping, weights: Path, registry) -> dict:
+    """model.config (without the scale) of a weights file of the recipe's architecture, read off its shapes."""
+    import dataclasses
+
+    from .checkpoint import read_state_dict
+
+    arch = (registry or registries.default_registry()).get(recipe["model"]["arch"])
+    config = arch.read_config(read_state_dict(weights), recipe["model"]["scale"])
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "scale"}
 
 
 def train_stage(recipe: Mapping, run_dir: Path, resume: bool, registry, d: Dist, init=None) -> Path:

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import re
 
-from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, reparam, shuffle_scale
+from esr_cli import Architecture, Challenge, StateDict, Weights, count_blocks, pruning, reparam, shuffle_scale
 
 from .esa import PARALLEL_STRIDE, STRIDE
 from .plainrfdn import PlainRFDN, PlainRFDNConfig
@@ -71,6 +71,42 @@ def read_rlfn_config(sd: StateDict, scale: int | None = None) -> RLFNConfig:
     )
 
 
+def rlfn_channel_groups(blocks: int) -> list[pruning.ChannelGroup]:
+    """RLFN's feature spaces, for pruning its `channels`. Space 0 is written by conv_1 (the shallow features) and
+    by conv_2 (the global skip adds them back), read by the upsampler; space k (1..n) is written by block_k's c5,
+    gated by its ESA (conv4's mask) and read by its ESA's conv1. Space k (0..n-1) is block_k+1's input: read by
+    its c1_r and c5, written by its c3_r (the local skip adds it to the input); space n is conv_2's input."""
+    groups = []
+    for k in range(blocks + 1):
+        writers, readers, gates = [], [], []
+        if k == 0:
+            writers += ["conv_1", "conv_2"]
+            readers.append("upsampler.0")
+        else:
+            writers.append(f"block_{k}.c5")
+            gates.append(f"block_{k}.esa.conv4")
+            readers.append(f"block_{k}.esa.conv1")
+        if k < blocks:
+            writers.append(f"block_{k + 1}.c3_r")
+            readers += [f"block_{k + 1}.c1_r", f"block_{k + 1}.c5"]
+        else:
+            readers.append("conv_2")
+        groups.append(pruning.ChannelGroup("shallow" if k == 0 else f"block_{k}", tuple(writers), tuple(readers),
+                                           tuple(gates)))
+    return groups
+
+
+def prune_rlfn(model: RLFN, config: RLFNConfig, channels: int) -> tuple[RLFN, RLFNConfig]:
+    """RLFN with `channels` feature channels (mid_channels and the ESA width kept), each feature space cut by
+    L1 norm on its own, as ByteESR cut its NTIRE 2022 model from 48 to 46 channels."""
+    state, _ = pruning.prune_state_dict(model.state_dict(), rlfn_channel_groups(config.blocks), channels)
+    smaller = dataclasses.replace(config, channels=channels)
+    like = next(model.parameters())
+    net = RLFN(**dataclasses.asdict(smaller)).to(device=like.device, dtype=like.dtype).train(model.training)
+    net.load_state_dict(state, strict=True)
+    return net, smaller
+
+
 # ofsoundof/NTIRE2022_ESR model_zoo/team04_rlfn.pth (RLFN_cut): same tensors, RFDN-style top-level names.
 NTIRE_NAMES = ((re.compile(r"^fea_conv\."), "conv_1."), (re.compile(r"^B(\d+)\."), r"block_\1."),
                (re.compile(r"^LR_conv\."), "conv_2."))
@@ -111,6 +147,7 @@ rlfn = Architecture(
     detect=("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv3.weight", "conv_2.weight",
             "upsampler.0.weight"),
     read_config=read_rlfn_config,
+    prune=prune_rlfn,
     paper="Kong et al., Residual Local Feature Network for Efficient Super-Resolution, CVPRW 2022 (arXiv 2205.07514)",
     scales=(2, 3, 4),
     input_range=255.0,
