@@ -1,5 +1,6 @@
-"""Sharded `esr upscale` on one machine: 2 ranks x 1 thread (torchrun-style, gloo) against 1 rank x 2 threads, on
-the same images and weights, in interleaved rounds; the ratio of wall times and the balance of pixels per rank.
+"""Sharded `esr upscale` on one machine: 2 ranks x 1 thread (torchrun-style, gloo) against 1 rank x 2 threads (and
+1 x 1 for reference), on the same images and weights, in interleaved rounds; the ratio of wall times and the balance
+of pixels per rank.
 
 On a 2-core machine both use the same cores, so they should be near equal: the ratio shows what sharding costs
 (process start, model load twice, the gather) against what it gains (no thread contention inside one forward).
@@ -62,12 +63,12 @@ def main() -> None:
     pixels = [header_pixels(f) for f in files]
     owner = balance(pixels, 2)
     loads = [sum(p for p, k in zip(pixels, owner) if k == r) for r in range(2)]
-    times: dict[str, list[float]] = {"1 rank x 2 threads": [], "2 ranks x 1 thread": []}
+    times: dict[str, list[float]] = {"1 rank x 2 threads": [], "2 ranks x 1 thread": [], "1 rank x 1 thread": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(opts.rounds):  # interleaved: the host's drift hits both alike
-            setups = [("1 rank x 2 threads", 1, 2), ("2 ranks x 1 thread", 2, 1)]
+            setups = [("1 rank x 2 threads", 1, 2), ("2 ranks x 1 thread", 2, 1), ("1 rank x 1 thread", 1, 1)]
             for name, ranks, threads in setups if i % 2 == 0 else setups[::-1]:
-                out = Path(tmp) / f"{ranks}-{i}"
+                out = Path(tmp) / f"{ranks}x{threads}-{i}"
                 times[name].append(run(["upscale", *map(str, files), "-m", str(weights), "-o", str(out), "-q",
                                         "--device", "cpu"], ranks, threads))
     base = statistics.median(times["1 rank x 2 threads"])

@@ -9,7 +9,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import typer
@@ -27,6 +26,7 @@ from esr_cli.training import run
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from hostile import esr, one_error  # noqa: E402
+from test_training import smooth_image  # noqa: E402
 
 RECIPES = TESTS.parent / "recipes"
 REGISTRY = default_registry()
@@ -56,14 +56,6 @@ def rlfn_params(c: int, m: int, blocks: int, f: int, scale: int) -> int:
     esa = conv(c, f, 1) + conv(f, f, 1) + conv(f, f, 3) + conv(f, f, 3) + conv(f, c, 1)
     block = conv(c, m, 3) + conv(m, m, 3) + conv(m, c, 3) + conv(c, c, 1) + esa
     return conv(3, c, 3) + blocks * block + conv(c, c, 3) + conv(c, 3 * scale * scale, 3)
-
-
-def smooth_image(path: Path, size: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    planes = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform()))
-              for _ in range(3)]
-    Image.fromarray((np.stack(planes, -1) * 255).round().astype(np.uint8)).save(path)
 
 
 @pytest.fixture(scope="module")
