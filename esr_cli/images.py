@@ -61,6 +61,8 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
     path = Path(path)
     Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clear message
+    if path.exists() and not path.is_file():  # a FIFO or a device would block the reader for ever
+        raise BadImage(f"{shown(path)}: not a regular file")
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -338,6 +340,10 @@ def writable_folder(folder: str | Path, option: str = "-o") -> Path:
     return folder
 
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read once: the process's umask, restored at once
+
+
 class Exists(EsrError):
     """The output appeared while it was being made (another process wrote it) and was kept."""
 
@@ -350,6 +356,7 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None], replace: 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; an output gets the permissions any new file gets
         with os.fdopen(fd, "wb") as f:
             data(f) if callable(data) else f.write(data)
         if replace:

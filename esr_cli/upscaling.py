@@ -123,6 +123,8 @@ def header_pixels(path: Path) -> int:
     """Width x height from the file's header (nothing decoded); 0 when it cannot be read (the job reports it)."""
     from PIL import Image
 
+    if not path.is_file():  # a FIFO would block; reading it later reports it
+        return 0
     try:
         with Image.open(path) as im:
             return im.size[0] * im.size[1]

@@ -95,3 +95,21 @@ def test_batch_keeps_an_output_that_appeared_during_the_run(inputs, tmp_path):
     assert (tmp_path / "out" / "b_x2.png").read_bytes() == b"other run"
     assert [p.name for p in summary.skipped] == ["b_x2.png"] and [p.name for p in summary.written] == ["a_x2.png"]
     assert not summary.failed and files(tmp_path / "out") == {"a_x2.png", "b_x2.png"}
+
+
+def test_outputs_get_the_permissions_of_any_new_file(inputs, tmp_path, user_weights):
+    """mkstemp makes 0600 files: an output written through it must still be readable as the umask allows."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    run = esr("upscale", inputs / "a.png", "-o", tmp_path / "out", "-m", user_weights, "-q")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "a_x2.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_fifo_among_the_inputs_is_one_line_not_a_hang(inputs, tmp_path, user_weights):
+    os.mkfifo(inputs / "pipe.png")
+    run = esr("upscale", inputs, "-o", tmp_path / "out", "-m", user_weights, "-q")  # in a folder: not an image file
+    assert run.returncode == 0 and files(tmp_path / "out") == {"a_x2.png", "b_x2.png"}
+    run = esr("upscale", inputs / "pipe.png", inputs / "a.png", "-o", tmp_path / "two", "-m", user_weights, "-q")
+    assert run.returncode == 1 and "pipe.png: not a regular file" in run.stderr  # named: one line, the rest done
+    assert files(tmp_path / "two") == {"a_x2.png"}
