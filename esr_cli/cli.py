@@ -7,7 +7,7 @@ import sys
 import typer
 
 from . import __version__
-from .commands import benchmark, evaluate, models, plugins, prune, train, upscale, video
+from .commands import benchmark, evaluate, export, models, plugins, prune, train, upscale, video
 
 app = typer.Typer(
     help="Image and video super-resolution with the NTIRE efficient-SR networks (RLFN, IMDN, RFDN, MDRN, SAFMN, ...).",
@@ -35,6 +35,7 @@ app.command("upscale")(upscale.upscale)
 app.command("video")(video.video)
 app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
+app.command("export")(export.export)
 app.command("train")(train.train)
 app.command("finetune")(train.finetune)
 app.command("prune")(prune.prune)

@@ -98,18 +98,18 @@ def test_recursive_tree_suffix_and_format(tmp_path):
 
 def test_interruption_leaves_no_partial_file_and_skip_existing_resumes(tmp_path, monkeypatch):
     sources = [rgb(tmp_path / "in" / f"{i}.png", seed=i) for i in range(3)]
-    real_replace, calls = images.os.replace, []
+    real_create, calls = images._create, []
 
     def interrupted(tmp, target):
         calls.append(target)
         if len(calls) == 2:  # the temporary file of the 2nd image is complete: Ctrl-C before the rename
             raise KeyboardInterrupt
-        real_replace(tmp, target)
+        real_create(tmp, target)
 
-    monkeypatch.setattr(images.os, "replace", interrupted)
+    monkeypatch.setattr(images, "_create", interrupted)  # the final step of a write that replaces nothing
     with pytest.raises(KeyboardInterrupt):
         run(sources, tmp_path / "out")
-    monkeypatch.setattr(images.os, "replace", real_replace)
+    monkeypatch.setattr(images, "_create", real_create)
     left = sorted(p.name for p in (tmp_path / "out").iterdir())  # a write already under way may finish
     assert left in (["0_x2.png"], ["0_x2.png", "2_x2.png"]), left  # no .part file, no 2nd image
     assert all(Image.open(tmp_path / "out" / name).size == (40, 24) for name in left)
