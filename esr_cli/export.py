@@ -132,6 +132,8 @@ def export_model(ref: str | Path, output: Path, format: str | None = None, fp16:
         note = (f"upscayl reads the scale from the file name and would take x{scale_read}: name it "
                 f"...-x{model.scale}.param" if scale_read != model.scale else "")
         return Exported(targets, agreement=agreement, note=note, **done)
+    from .export_weights import to_weights
+
     data, note = to_weights(model, fmt, fp16=fp16, source=str(ref))
     atomic_write(output, data)
     return Exported(targets, note=note, **done)
@@ -168,6 +170,7 @@ def load_for_export(ref: str | Path, scale: int | None = None, arch: str | None 
     were fused to get there (`fuse`: the file holds a training-time layout)."""
     from .checkpoint import read_state_dict
     from .models import is_path, load, locate
+    from .reparam import fuse_state_dict
     from .registry import default_registry
 
     ref = str(ref)
@@ -187,52 +190,6 @@ def load_for_export(ref: str | Path, scale: int | None = None, arch: str | None 
                                f"(Conv3XC / ECB): pass --fuse to fold them into the deploy layout") from None
         raise
     return load(match, weights, source=ref, device="cpu", precision="fp32"), 0
-
-
-def _conv3xc(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
-    from .reparam import Conv3XC
-
-    skip = tensors["sk.weight"]
-    return Conv3XC(skip.shape[1], skip.shape[0], gain=tensors["conv.0.weight"].shape[0] // skip.shape[1])
-
-
-def _ecb(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
-    from .reparam import ECB
-
-    plain = tensors["conv3x3.weight"]
-    return ECB(plain.shape[1], plain.shape[0], depth_multiplier=tensors["expand.weight"].shape[0] // plain.shape[0])
-
-
-BLOCKS: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], nn.Module]], ...] = (
-    ("sk.weight", _conv3xc), ("conv3x3.weight", _ecb))
-"""Each `esr_cli.reparam` block as it appears in a state dict: a key it always has, and how to build it from its
-tensors' shapes."""
-
-
-@torch.no_grad()
-def fuse_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
-    """`state` with the tensors of every re-parameterisable block (`prefix.sk.weight`, `prefix.conv.0.weight`, ...
-    for a Conv3XC) replaced by its fused conv's `prefix.weight` and `prefix.bias` (fused in float64), and how many
-    blocks there were. The block's own `fuse()` does the arithmetic; a prefix holding only some of a block's
-    tensors is left alone."""
-    out, fused = dict(state), 0
-    for anchor, build in BLOCKS:
-        for key in [k for k in out if k == anchor or k.endswith("." + anchor)]:
-            prefix = key[: len(key) - len(anchor)]
-            tensors = {k[len(prefix):]: v for k, v in out.items() if k.startswith(prefix)}
-            try:
-                block = build(tensors).double()
-                names = set(block.state_dict())
-                block.load_state_dict({k: tensors[k].double() for k in names}, strict=True)
-            except (KeyError, RuntimeError, ZeroDivisionError):
-                continue  # not this block (a plain conv that happens to be named like one of its parts)
-            conv = block.fuse()
-            dtype = tensors[anchor].dtype
-            for name in names:
-                del out[prefix + name]
-            out[prefix + "weight"], out[prefix + "bias"] = conv.weight.to(dtype), conv.bias.to(dtype)
-            fused += 1
-    return out, fused
 
 
 # ---- ONNX ----------------------------------------------------------------------------------------
@@ -447,42 +404,3 @@ def check(model: LoadedModel, run: Callable[[torch.Tensor], torch.Tensor], input
 
 
 # ---- ncnn ----------------------------------------------------------------------------------------
-
-def to_weights(model: LoadedModel, fmt: str, fp16: bool = False, source: str = "") -> tuple[bytes, str]:
-    """The state dict of `model` as a .safetensors or .pth file (bytes), checked to load back as the same
-    architecture and config, and the options `--model FILE` needs for that (when the tensors alone cannot tell)."""
-    from .checkpoint import canonicalize
-
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.module.state_dict().items()}
-    if fp16:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    if fmt == "safetensors":
-        from safetensors.torch import load, save
-
-        data = save(state, metadata={"architecture": model.architecture.name, "scale": str(model.scale),
-                                     "source": source})
-        back = load(data)
-    else:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getvalue()
-        back = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return data, loading_options(model, canonicalize(back))
-
-
-def loading_options(model: LoadedModel, state: Mapping[str, torch.Tensor]) -> str:
-    """"" when detection alone finds `model`'s architecture and config in `state`, else the --arch / --scale that
-    make it; EsrError when nothing does."""
-    from .registry import default_registry
-
-    registry, arch = default_registry(), model.architecture.name
-    for options, kwargs in (("", {}), (f"--arch {arch}", {"arch": arch}),
-                            (f"--arch {arch} --scale {model.scale}", {"arch": arch, "scale": model.scale})):
-        try:
-            match = registry.detect(state, source="the exported weights", **kwargs)
-        except UnknownModel:
-            continue
-        if match.architecture.name == arch and match.config == model.config:
-            return f"load it with --model FILE {options}" if options else ""
-    raise EsrError(f"{model.name}: the exported tensors are not detected back as {arch} {model.config}; "
-                   f"no file written")

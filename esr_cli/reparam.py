@@ -15,7 +15,7 @@ as the fused conv's bias does): the blocks pad their input first and run the 3x3
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -153,3 +153,47 @@ def fuse_modules(net: nn.Module) -> nn.Module:
 def fused(net: nn.Module) -> nn.Module:
     """A fused copy of `net`; `net` itself is left as it is (e.g. to go on training)."""
     return fuse_modules(copy.deepcopy(net)) if any(isinstance(m, Reparam) for m in net.modules()) else net
+
+
+# ---- a state dict saved with its blocks unfused ----------------------------------------------------
+
+def _conv3xc(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
+    skip = tensors["sk.weight"]
+    return Conv3XC(skip.shape[1], skip.shape[0], gain=tensors["conv.0.weight"].shape[0] // skip.shape[1])
+
+
+def _ecb(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
+    plain = tensors["conv3x3.weight"]
+    return ECB(plain.shape[1], plain.shape[0], depth_multiplier=tensors["expand.weight"].shape[0] // plain.shape[0])
+
+
+BLOCKS: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], nn.Module]], ...] = (
+    ("sk.weight", _conv3xc), ("conv3x3.weight", _ecb))
+"""Each `esr_cli.reparam` block as it appears in a state dict: a key it always has, and how to build it from its
+tensors' shapes."""
+
+
+@torch.no_grad()
+def fuse_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """`state` with the tensors of every re-parameterisable block (`prefix.sk.weight`, `prefix.conv.0.weight`, ...
+    for a Conv3XC) replaced by its fused conv's `prefix.weight` and `prefix.bias` (fused in float64), and how many
+    blocks there were. The block's own `fuse()` does the arithmetic; a prefix holding only some of a block's
+    tensors is left alone."""
+    out, fused = dict(state), 0
+    for anchor, build in BLOCKS:
+        for key in [k for k in out if k == anchor or k.endswith("." + anchor)]:
+            prefix = key[: len(key) - len(anchor)]
+            tensors = {k[len(prefix):]: v for k, v in out.items() if k.startswith(prefix)}
+            try:
+                block = build(tensors).double()
+                names = set(block.state_dict())
+                block.load_state_dict({k: tensors[k].double() for k in names}, strict=True)
+            except (KeyError, RuntimeError, ZeroDivisionError):
+                continue  # not this block (a plain conv that happens to be named like one of its parts)
+            conv = block.fuse()
+            dtype = tensors[anchor].dtype
+            for name in names:
+                del out[prefix + name]
+            out[prefix + "weight"], out[prefix + "bias"] = conv.weight.to(dtype), conv.bias.to(dtype)
+            fused += 1
+    return out, fused

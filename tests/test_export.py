@@ -25,7 +25,8 @@ from esr_cli import Architecture, default_registry, read_state_dict, registry
 from esr_cli.cli import app
 from esr_cli.engine import Upscaler
 from esr_cli.errors import EsrError
-from esr_cli.export import TOLERANCE, Deployable, TraceablePooling, check, export_model, fuse_state_dict, to_onnx
+from esr_cli.export import TOLERANCE, Deployable, TraceablePooling, check, export_model, to_onnx
+from esr_cli.reparam import fuse_state_dict
 from esr_cli.export_ncnn import ncnn_runner, to_ncnn
 from esr_cli.loaded import LoadedModel
 
