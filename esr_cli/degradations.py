@@ -78,21 +78,22 @@ class Degradations:
     def _blur(self, x: Tensor, generator: torch.Generator) -> Tensor:
         kernels = [self.blur_kernel] if isinstance(self.blur_kernel, int) else list(self.blur_kernel)
         k = kernels[int(torch.randint(len(kernels), (), generator=generator))]
-        return gaussian_blur(x, k, _draw(self.blur_sigma, generator))
+        return gaussian_blur(x, k, draw(self.blur_sigma, generator))
 
     def _noise(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        sigma = _draw(self.noise, generator)
+        sigma = draw(self.noise, generator)
         return x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
 
     def _jpeg(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return jpeg(x, round(_draw(self.jpeg, generator)))
+        return jpeg(x, round(draw(self.jpeg, generator)))
 
 
 def _upper(value: Range) -> float:
     return float(value) if isinstance(value, int | float) else float(max(value))
 
 
-def _draw(value: Range, generator: torch.Generator) -> float:
+def draw(value: Range, generator: torch.Generator) -> float:
+    """A number as it is, or uniform in a [lo, hi] pair (one float64 draw)."""
     if isinstance(value, int | float):
         return float(value)
     lo, hi = value
@@ -104,16 +105,23 @@ def gaussian_kernel(size: int, sigma: float) -> Tensor:
     return gaussian_window(size, sigma).float()
 
 
+def filter2d(x: Tensor, kernel: Tensor) -> Tensor:
+    """(C, H, W) or (N, C, H, W) convolved with one (k, k) kernel per channel, reflect padding (replicate where a
+    side is not longer than the pad)."""
+    batch = x if x.dim() == 4 else x[None]
+    k = kernel.shape[-1]
+    c, pad = batch.shape[1], k // 2
+    mode = "reflect" if min(batch.shape[-2:]) > pad else "replicate"
+    weight = kernel.to(x)[None, None].expand(c, 1, k, k)
+    out = F.conv2d(F.pad(batch, (pad, pad, pad, pad), mode=mode), weight, groups=c)
+    return out if x.dim() == 4 else out[0]
+
+
 def gaussian_blur(x: Tensor, size: int, sigma: float) -> Tensor:
     """Blur (C, H, W) or (N, C, H, W) with a size x size Gaussian, reflect padding."""
     if sigma <= 0 or size <= 1:
         return x
-    batch = x if x.dim() == 4 else x[None]
-    c, pad = batch.shape[1], size // 2
-    mode = "reflect" if min(batch.shape[-2:]) > pad else "replicate"
-    kernel = gaussian_kernel(size, sigma).to(x)[None, None].expand(c, 1, size, size)
-    out = F.conv2d(F.pad(batch, (pad, pad, pad, pad), mode=mode), kernel, groups=c)
-    return out if x.dim() == 4 else out[0]
+    return filter2d(x, gaussian_kernel(size, sigma))
 
 
 def jpeg(x: Tensor, quality: int) -> Tensor:

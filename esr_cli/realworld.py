@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .degradations import jpeg
+from .degradations import draw, filter2d, jpeg
 from .errors import EsrError
 from .metrics import gaussian_window
 
@@ -123,13 +123,13 @@ class RealWorld:
         x = filter2d(hr, self.kernel(self.first, g)) if _chance(self.first.blur_prob, g) else hr
         x = self.resize(x, self.first, hr.shape[-2:], g)
         x = add_noise(x, self.first, g)
-        x = jpeg(x.clamp(0, 1), round(_uniform(self.first.jpeg_range, g)))
+        x = jpeg(x.clamp(0, 1), round(draw(self.first.jpeg_range, g)))
         if _chance(self.second.blur_prob, g):
             x = filter2d(x, self.kernel(self.second, g))
         x = self.resize(x, self.second, size, g)
         x = add_noise(x, self.second, g)
         sinc = self.final_sinc(g)
-        quality = round(_uniform(self.second.jpeg_range, g))
+        quality = round(draw(self.second.jpeg_range, g))
         if _chance(0.5, g):
             x = jpeg(filter2d(resize(x, size, _pick(RESIZE_MODES, g)), sinc).clamp(0, 1), quality)
         else:
@@ -146,7 +146,7 @@ class RealWorld:
         """One blur kernel of the stage, padded to 21 x 21."""
         size = int(_pick(stage.kernel_sizes, g))
         if _chance(stage.sinc_prob, g):
-            cutoff = _uniform((math.pi / 3 if size < 13 else math.pi / 5, math.pi), g)
+            cutoff = draw((math.pi / 3 if size < 13 else math.pi / 5, math.pi), g)
             return pad_kernel(sinc_kernel(cutoff, size))
         return pad_kernel(random_kernel(stage, size, g))
 
@@ -154,14 +154,14 @@ class RealWorld:
         if not _chance(self.final_sinc_prob, g):
             return pad_kernel(torch.ones(1, 1, dtype=torch.float64))  # a pulse: no filtering
         size = int(_pick(self.first.kernel_sizes, g))
-        return pad_kernel(sinc_kernel(_uniform((math.pi / 3, math.pi), g), size))
+        return pad_kernel(sinc_kernel(draw((math.pi / 3, math.pi), g), size))
 
     @staticmethod
     def resize(x: Tensor, stage: Stage, base: Sequence[int], g: torch.Generator) -> Tensor:
         """Up, down or keep (drawn) relative to `base` (the HR size in the first stage, the LR size in the second)."""
         direction = _pick(("up", "down", "keep"), g, stage.resize_prob)
         lo, hi = stage.resize_range
-        factor = {"up": lambda: _uniform((1.0, hi), g), "down": lambda: _uniform((lo, 1.0), g),
+        factor = {"up": lambda: draw((1.0, hi), g), "down": lambda: draw((lo, 1.0), g),
                   "keep": lambda: 1.0}[direction]()
         return resize(x, (max(1, int(base[0] * factor)), max(1, int(base[1] * factor))), _pick(RESIZE_MODES, g))
 
@@ -193,15 +193,15 @@ def shaped_kernel(size: int, sigma_x: float, sigma_y: float, theta: float, shape
 def random_kernel(stage: Stage, size: int, g: torch.Generator) -> Tensor:
     """One of the stage's kernel families (by `kernel_prob`) with its sigmas, angle and shape drawn."""
     kind = _pick(stage.kernel_list, g, stage.kernel_prob)
-    sigma_x = _uniform(stage.blur_sigma, g)
+    sigma_x = draw(stage.blur_sigma, g)
     iso = kind.endswith("iso") and not kind.endswith("aniso")
-    sigma_y, theta = (sigma_x, 0.0) if iso else (_uniform(stage.blur_sigma, g), _uniform((-math.pi, math.pi), g))
+    sigma_y, theta = (sigma_x, 0.0) if iso else (draw(stage.blur_sigma, g), draw((-math.pi, math.pi), g))
     if kind == "iso":
         return gaussian_window(size, sigma_x)
     if kind == "aniso":
         return shaped_kernel(size, sigma_x, sigma_y, theta)
     lo, hi = stage.betag_range if kind.startswith("generalized") else stage.betap_range
-    beta = _uniform((lo, 1.0), g) if _chance(0.5, g) else _uniform((1.0, hi), g)
+    beta = draw((lo, 1.0), g) if _chance(0.5, g) else draw((1.0, hi), g)
     return shaped_kernel(size, sigma_x, sigma_y, theta, kind.split("_")[0], beta)
 
 
@@ -217,15 +217,6 @@ def sinc_kernel(cutoff: float, size: int) -> Tensor:
 def pad_kernel(kernel: Tensor, size: int = KERNEL_PAD) -> Tensor:
     pad = (size - kernel.shape[-1]) // 2
     return F.pad(kernel, (pad, pad, pad, pad))
-
-
-def filter2d(x: Tensor, kernel: Tensor) -> Tensor:
-    """(C, H, W) convolved with one (k, k) kernel per channel, reflect padding (replicate on tiny images)."""
-    k = kernel.shape[-1]
-    pad = k // 2
-    mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
-    weight = kernel.to(x.dtype)[None, None].expand(x.shape[0], 1, k, k)
-    return F.conv2d(F.pad(x[None], (pad, pad, pad, pad), mode=mode), weight, groups=x.shape[0])[0]
 
 
 def usm_sharpen(x: Tensor, weight: float = 0.5, threshold: float = 10) -> Tensor:
@@ -250,8 +241,8 @@ def resize(x: Tensor, size: Sequence[int], mode: str) -> Tensor:
 def add_noise(x: Tensor, stage: Stage, g: torch.Generator) -> Tensor:
     """Gaussian (by `gaussian_noise_prob`) or Poisson noise, gray by `gray_noise_prob`, clipped to [0, 1]."""
     if _chance(stage.gaussian_noise_prob, g):
-        return gaussian_noise(x, _uniform(stage.noise_range, g) / 255, _chance(stage.gray_noise_prob, g), g)
-    return poisson_noise(x, _uniform(stage.poisson_scale_range, g), _chance(stage.gray_noise_prob, g), g)
+        return gaussian_noise(x, draw(stage.noise_range, g) / 255, _chance(stage.gray_noise_prob, g), g)
+    return poisson_noise(x, draw(stage.poisson_scale_range, g), _chance(stage.gray_noise_prob, g), g)
 
 
 def gaussian_noise(x: Tensor, sigma: float, gray: bool, g: torch.Generator) -> Tensor:
@@ -269,11 +260,6 @@ def poisson_noise(x: Tensor, scale: float, gray: bool, g: torch.Generator) -> Te
 
 
 # ---- draws ---------------------------------------------------------------------------------------
-
-def _uniform(bounds: Sequence[float], g: torch.Generator) -> float:
-    lo, hi = bounds
-    return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
-
 
 def _chance(p: float, g: torch.Generator) -> bool:
     """True with probability p: one draw always (so that p does not shift the draws after it), 0 never, 1 always."""

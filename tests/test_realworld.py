@@ -17,7 +17,8 @@ from esr_cli.datasets import load_dataset
 from esr_cli.degradations import Degradations, describe
 from esr_cli.errors import EsrError
 from esr_cli.metrics import gaussian_window
-from esr_cli.realworld import (KERNEL_PAD, KERNELS, RealWorld, Stage, add_noise, filter2d, pad_kernel, random_kernel,
+from esr_cli.degradations import filter2d
+from esr_cli.realworld import (KERNEL_PAD, KERNELS, RealWorld, Stage, add_noise, pad_kernel, random_kernel,
                                shaped_kernel, sinc_kernel, usm_sharpen, write_pairs)
 from esr_cli.recipes import load_recipe
 from esr_cli.training import run
