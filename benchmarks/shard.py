@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from esr_cli.sharding import balance
-from esr_cli.upscaling import header_pixels
+from esr_cli.images import header_pixels
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

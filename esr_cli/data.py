@@ -19,8 +19,8 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from .datasets import find_dataset
 from .degradations import Degradations
-from .errors import BadImage, EsrError
-from .images import IMAGE_SUFFIXES, read_image
+from .errors import EsrError
+from .images import IMAGE_SUFFIXES, image_size, read_image
 from .resize import bicubic_downscale
 
 CACHE_LIMIT = 2_000_000_000
@@ -46,18 +46,6 @@ def read_rgb(path: Path) -> torch.Tensor:
         pixels = (pixels >> 8).astype(np.uint8)
     x = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)
     return x.expand(3, -1, -1).contiguous() if x.shape[0] == 1 else x
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the header, BadImage when it is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadImage(f"{path}: not a readable image ({type(e).__name__})") from None
-    return h, w
 
 
 @dataclass(frozen=True)

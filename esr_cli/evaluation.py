@@ -18,6 +18,7 @@ from .engine import Upscaler
 from .errors import EsrError
 from .images import Picture, quantize, to_batch
 from .metrics import SSIM_WINDOW, psnr, ssim
+from .sharding import Shard, combine_files, gather, process_group, share
 
 
 @dataclass
@@ -89,11 +90,11 @@ def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | P
     torchrun (every rank gets them), else through files beside `combine` (the last shard to finish gets them, the
     others None)."""
     from .models import load_model
-    from .sharding import gather, process_group
 
     if metric_space not in ("y", "rgb"):
         raise EsrError(f"--metric-space {metric_space}: choose y or rgb")
-    sharded = shard is not None and shard.sharded
+    shard = shard or Shard()
+    sharded = shard.sharded
     if sharded and compare:
         raise EsrError("--compare picks crops over every image: run it without shards")
     if sharded and shard.launcher != "torchrun" and combine is None:
@@ -106,7 +107,7 @@ def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | P
     protocol = Protocol(metric_space, border, self_ensemble)
     picker = ComparePicker(protocol) if compare else None
     results, orders = [], []
-    with process_group(shard or _whole(), str(upscalers[0].model.device) if upscalers else "cpu"):
+    with process_group(shard, str(upscalers[0].model.device) if upscalers else "cpu"):
         for ref in datasets:
             for s in sorted({u.scale for u in upscalers}):
                 group = [u for u in upscalers if u.scale == s]
@@ -121,8 +122,6 @@ def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | P
             return results
         parts = gather(results)
     if parts is None:
-        from .sharding import combine_files
-
         found = combine_files(Path(combine), shard, [r.to_dict() for r in results])
         if found is None:
             return None
@@ -130,16 +129,9 @@ def evaluate(models: Sequence[str | Path | Upscaler], datasets: Sequence[str | P
     return [joined([part[j] for part in parts], order) for j, order in enumerate(orders)]
 
 
-def _whole():
-    from .sharding import Shard
-
-    return Shard()
-
-
 def _share(dataset: Dataset, shard) -> list[int]:
     """This shard's images of the dataset, balanced by HR pixels (read from the file headers)."""
-    from .sharding import share
-    from .upscaling import header_pixels
+    from .images import header_pixels
 
     return share(range(len(dataset.pairs)), [header_pixels(p.hr) for p in dataset.pairs], shard)
 

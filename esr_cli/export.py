@@ -38,7 +38,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import EsrError, UnknownModel, first_line, shown
-from .images import atomic_write, writable_folder
+from .images import atomic_write, writable_file
 from .loaded import LoadedModel
 
 FORMATS = ("onnx", "ncnn", "safetensors", "pth")
@@ -101,9 +101,7 @@ def export_model(ref: str | Path, output: Path, format: str | None = None, fp16:
     fmt = format_of(output, format)
     targets = ncnn_paths(output) if fmt == "ncnn" else (output,)
     for target in targets:  # before anything loads or downloads
-        if target.is_dir():
-            raise EsrError(f"-o {shown(target)}: is a folder; give a file name")
-        writable_folder(target.parent)
+        writable_file(target)
         if Path(ref).is_file() and target.exists() and target.samefile(ref):
             raise EsrError(f"-o {shown(target)}: is the input file; write the export elsewhere")
     if fmt == "onnx":
@@ -401,6 +399,3 @@ def check(model: LoadedModel, run: Callable[[torch.Tensor], torch.Tensor], input
                            f"(tolerance {tolerance:g}{why}); no file written")
         worst = max(worst, error)
     return Agreement(worst, rounding)
-
-
-# ---- ncnn ----------------------------------------------------------------------------------------

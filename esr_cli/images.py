@@ -190,6 +190,30 @@ def from_planes(template: Picture, planes: np.ndarray) -> Picture:
     return replace(template, pixels=pixels, alpha=alpha)
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the header, BadImage when it is not a readable image (a FIFO or device: not read)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise BadImage(f"{shown(path)}: not a regular file")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise BadImage(f"{path}: not a readable image ({type(e).__name__})") from None
+    return h, w
+
+
+def header_pixels(path: Path) -> int:
+    """Width x height from the file's header (nothing decoded); 0 when it cannot be read (reading it later says
+    why). The weight of an image when work is shared out (`esr_cli.sharding`)."""
+    try:
+        h, w = image_size(path)
+    except BadImage:
+        return 0
+    return h * w
+
+
 # ---- writing -------------------------------------------------------------------------------------
 
 def output_format(path: str | Path) -> str:
@@ -335,9 +359,17 @@ def writable_folder(folder: str | Path, option: str = "-o") -> Path:
         tempfile.TemporaryFile(dir=folder).close()  # the real test: os.access ignores read-only mounts
     except OSError as e:
         raise EsrError(f"{option} {shown(folder)}: cannot write there ({e.strerror or first_line(e)})") from None
-    if not os.path.isdir(folder):
-        raise EsrError(f"{option} {shown(folder)}: not a folder")
     return folder
+
+
+def writable_file(path: str | Path, option: str = "-o") -> Path:
+    """`path`, or EsrError now (not after a long job) if no file can be written there: a folder, or a place
+    `writable_folder` refuses."""
+    path = Path(path)
+    if path.is_dir():
+        raise EsrError(f"{option} {shown(path)}: is a folder; give a file name")
+    writable_folder(path.parent, option)
+    return path
 
 
 UMASK = os.umask(0o022)

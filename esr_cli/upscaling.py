@@ -19,8 +19,8 @@ import numpy as np
 from . import DEFAULT_MODEL
 from .engine import Upscaler
 from .errors import EsrError, first_line, shown
-from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Exists, Picture, from_planes, quantize, read_image,
-                     remove_stale_parts, to_batch, write_image)
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, Exists, Picture, from_planes, header_pixels, quantize,
+                     read_image, remove_stale_parts, to_batch, write_image)
 
 DEFAULT_TEMPLATE = "{stem}_x{scale}.{ext}"
 FIELDS = ("stem", "scale", "ext", "model")
@@ -117,19 +117,6 @@ def plan(inputs: Iterable[str | Path], out_dir: str | Path | None, scale: int, t
         dup = next(t for t in targets if targets.count(t) > 1)
         raise EsrError(f"two inputs would both be written to {dup}: use --recursive or a name template with more fields")
     return jobs
-
-
-def header_pixels(path: Path) -> int:
-    """Width x height from the file's header (nothing decoded); 0 when it cannot be read (the job reports it)."""
-    from PIL import Image
-
-    if not path.is_file():  # a FIFO would block; reading it later reports it
-        return 0
-    try:
-        with Image.open(path) as im:
-            return im.size[0] * im.size[1]
-    except Exception:  # noqa: BLE001 (any unreadable file weighs nothing; reading it later reports why)
-        return 0
 
 
 def shard_jobs(jobs: list[Job], shard) -> list[Job]:

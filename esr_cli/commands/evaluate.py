@@ -35,16 +35,13 @@ def evaluate(
     shard: ShardOpt = None,
 ) -> None:
     """Evaluate models on benchmark datasets (mean PSNR/SSIM, published figure and difference)."""
-    from ..errors import EsrError
     from ..evaluation import evaluate as run
-    from ..images import atomic_write, writable_folder
+    from ..images import atomic_write, writable_file, writable_folder
     from ..sharding import detect, device_for
 
     for path, option in ((json_path, "--json"), (csv_path, "--csv"), (compare, "--compare")):
         if path is not None:  # before hours of evaluation, not after
-            if path.is_dir():
-                raise EsrError(f"{option} {path}: is a folder; give a file name")
-            writable_folder(path.parent, option)
+            writable_file(path, option)
     if save_images is not None:
         writable_folder(save_images, "--save-images")
     part = detect(shard)  # --shard, else torchrun, srun or a Kubernetes indexed Job: a share of the images each
