@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EsrError
-from .images import writable_folder
 from .ffmpeg import (Decoder, Encoding, Probe, SegmentEncoder, check_output, count_frames, ffmpeg_error, ffmpeg_exe,
                      probe, section, stream_maps)
+from .images import writable_folder
 
 SEGMENT_FRAMES = 120
 # ---- the work directory: segments and their manifest --------------------------------------------

@@ -26,7 +26,7 @@ from esr_cli.training import run
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from hostile import esr, one_error  # noqa: E402
-from test_training import smooth_image  # noqa: E402
+from test_training import smooth_image, smooth_images  # noqa: E402
 
 RECIPES = TESTS.parent / "recipes"
 REGISTRY = default_registry()
@@ -61,10 +61,7 @@ def rlfn_params(c: int, m: int, blocks: int, f: int, scale: int) -> int:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """Four 64x64 smooth HR images: at x4 the LR patch is 16 pixels, above RLFN's minimum input of 15."""
-    folder = tmp_path_factory.mktemp("hr")
-    for i in range(4):
-        smooth_image(folder / f"im{i}.png", 64, i)
-    return folder
+    return smooth_images(tmp_path_factory.mktemp("hr"), 64)
 
 
 @pytest.fixture

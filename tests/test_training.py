@@ -43,12 +43,16 @@ def smooth_image(path: Path, size: int, seed: int) -> None:
     Image.fromarray((np.stack(planes, -1) * 255).round().astype(np.uint8)).save(path)
 
 
+def smooth_images(folder: Path, size: int, count: int = 4) -> Path:
+    """`count` smooth size x size images im0.png, im1.png, ... in `folder`."""
+    for i in range(count):
+        smooth_image(folder / f"im{i}.png", size, i)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hr")
-    for i in range(4):
-        smooth_image(folder / f"im{i}.png", 40, i)
-    return folder
+    return smooth_images(tmp_path_factory.mktemp("hr"), 40)
 
 
 def tiny_recipe(images: Path, *extra: str) -> dict:

@@ -68,7 +68,7 @@ def upscale(
     existing = "overwrite" if overwrite else "skip" if skip_existing else "error"
     summary, combined = upscale_shard(jobs, upscaler, part, tta=tta, outscale=outscale, quality=quality,
                                       existing=existing, max_pixels=max_pixels, quiet=quiet)
-    who = f"{part.label}: " if part.sharded and not combined else f"{part.count} shards: " if combined else ""
+    who = f"{part.count} shards: " if combined else f"{part.label}: " if part.sharded else ""
     if part.main or not combined:
         typer.echo(f"{who}{upscaler.name} x{upscaler.scale} on {upscaler.model.device} ({upscaler.model.precision}): "
                    f"{summary.line()}", err=True)
