@@ -103,12 +103,12 @@ def complexity(module: nn.Module, size: int, input_range: float = 1.0) -> dict[s
     """params, buffers, macs, activations, convs, unhooked_convs of `module` on a (1, 3, size, size) input.
 
     Shape-only on a meta-device copy when every op has a meta kernel, else one real forward on its device."""
+    weight = next(module.parameters())
     try:
         meta = copy.deepcopy(module).to("meta")
-        return _count(meta, torch.zeros(1, 3, size, size, device="meta"))
+        return _count(meta, torch.zeros(1, 3, size, size, device="meta", dtype=weight.dtype))
     except (NotImplementedError, RuntimeError):
-        device = next(module.parameters()).device
-        return _count(module, torch.rand(1, 3, size, size, device=device) * input_range)
+        return _count(module, (torch.rand(1, 3, size, size, device=weight.device) * input_range).to(weight.dtype))
 
 
 def _count(module: nn.Module, x: torch.Tensor) -> dict[str, int]:

@@ -16,7 +16,7 @@ from .compare import ComparePicker
 from .datasets import Dataset, canonical_name, load_dataset, load_pair
 from .engine import Upscaler
 from .errors import EsrError
-from .images import Picture, quantize, to_batch
+from .images import Picture, to_batch
 from .metrics import SSIM_WINDOW, psnr, ssim
 from .sharding import Shard, combine_files, gather, process_group, share
 
@@ -169,7 +169,7 @@ def evaluate_dataset(upscalers: list[Upscaler], dataset: Dataset, scale: int, pr
             x = degrade(x, i)
         outputs = []
         for upscaler, rows in zip(upscalers, per_model):
-            sr = quantize(upscaler.upscale(x, tta=protocol.self_ensemble), 8)[0]
+            sr = upscaler.upscale_levels(x, 8, tta=protocol.self_ensemble)[0]
             rows.append(ImageResult(pair.name, psnr(sr, hr, shave, y), ssim(sr, hr, shave, y)))
             outputs.append((upscaler.name, sr, rows[-1].psnr))
             if save_images:

@@ -2,12 +2,18 @@
 
 Everything that runs a network (the engine's tiles, evaluation, training and its validation, the benchmark, the
 contract check) goes through `LoadedModel`. Images are float tensors in [0, 1]; the network's own input range,
-autocast dtype, channels-last layout and the fp32 rules of CUDA are this module's business only.
+weight dtype, channels-last layout and the fp32 rules of CUDA are this module's business only.
+
+Inference in fp16 or bf16 converts the weights (and so every activation) to that dtype, once: no per-forward
+weight casts, half the weight and activation traffic. An fp32 copy of the weights stays on the host for the
+fallback: a forward whose low-precision output is not finite is rerun with it. Training keeps fp32 weights and
+autocasts (`train_forward`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,13 +72,10 @@ def resolve_precision(precision: str, device: torch.device, architecture: Archit
 
 @contextlib.contextmanager
 def precision_scope(device: torch.device, precision: str) -> Iterator[None]:
-    """Autocast to `precision`; for fp32 on CUDA, TF32 off (PyTorch's default on Ampere+ would shift the published
-    figures), restored on exit so that the rest of the process keeps its own setting."""
-    if precision != "fp32":
-        with torch.autocast(device.type, dtype=DTYPES[precision]):
-            yield
-        return
-    if device.type != "cuda":
+    """For fp32 on CUDA, TF32 off (PyTorch's default on Ampere+ would shift the published figures), restored on
+    exit so that the rest of the process keeps its own setting. Low precisions need nothing: the weights are
+    converted (`LoadedModel.for_inference`)."""
+    if precision != "fp32" or device.type != "cuda":
         yield
         return
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
@@ -103,6 +106,12 @@ class LoadedModel:
     channels_last: bool = False
     """Inputs and weights channels-last (inference on a CPU: faster convolutions there)."""
 
+    dtype: torch.dtype = torch.float32
+    """The dtype of the weights and of what the network is fed: the precision's once `for_inference` ran."""
+
+    reference: nn.Module | None = field(default=None, repr=False)
+    """The fp32 network kept for the fallback of a low-precision one (on the host until first needed)."""
+
     def __post_init__(self) -> None:
         self.module.to(self.device)
 
@@ -115,16 +124,20 @@ class LoadedModel:
         return self.weights.name if self.weights else self.source or self.architecture.name
 
     def for_inference(self) -> LoadedModel:
-        """Eval mode, no gradients; channels-last on a CPU."""
+        """Eval mode, no gradients; weights in the precision's dtype (an fp32 copy kept); channels-last on a CPU."""
         self.module.eval().requires_grad_(False)
         if self.device.type == "cpu":
             self.module.to(memory_format=torch.channels_last)
             self.channels_last = True
+        if self.precision != "fp32" and self.reference is None:
+            self.reference = copy.deepcopy(self.module).cpu()
+            self.module.to(DTYPES[self.precision])
+            self.dtype = DTYPES[self.precision]
         return self
 
-    def network_input(self, x01: torch.Tensor) -> torch.Tensor:
-        """x in [0, 1] as the network takes it: on its device, in its range and memory format."""
-        x = x01.to(self.device, non_blocking=True) * self.architecture.input_range
+    def network_input(self, x01: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """x in [0, 1] as the network takes it: on its device, in its range, dtype and memory format."""
+        x = (x01.to(self.device, non_blocking=True) * self.architecture.input_range).to(dtype or self.dtype)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def running(self, precision: str | None = None):
@@ -136,13 +149,13 @@ class LoadedModel:
 
     def forward(self, x01: torch.Tensor, window: tiling.Window | None = None) -> torch.Tensor:
         """(N, 3, h, w) in [0, 1] (any device) -> (N, 3, sh, sw) float in [0, 1] on the model's device."""
-        x = self.network_input(x01)
         with self.running(), tiling.running(window):
-            y = self.module(x).float()
-        if self.precision != "fp32" and not torch.isfinite(y).all():
-            self.fallbacks += 1  # autocast keeps the weights in fp32: rerun without it
+            y = self.module(self.network_input(x01)).float()
+        if self.reference is not None and not torch.isfinite(y).all():
+            self.fallbacks += 1
+            self.reference.to(self.device)  # once: it stays there for the next fallback
             with self.running("fp32"), tiling.running(window):
-                y = self.module(x).float()
+                y = self.reference(self.network_input(x01, torch.float32)).float()
         return (y / self.architecture.input_range).clamp_(0, 1)
 
     __call__ = forward

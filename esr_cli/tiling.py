@@ -244,7 +244,8 @@ def _nearest(pooled: int, length: int, image: int, origin: int, factor: int) -> 
 # ---- the tiled run: windows, whole-image statistics first, feather blending --------------------------
 
 Sink = Callable[[int, int, torch.Tensor], None]
-"""Receives finished output rows: sink(y0, y1, rows) with rows (N, 3, y1 - y0, W * scale) float in [0, 1]."""
+"""Receives finished output rows: sink(y0, y1, rows) with rows (N, 3, y1 - y0, W * scale) float in [0, 1], on the
+run's device, the sink's to keep or overwrite."""
 Forward = Callable[[torch.Tensor, "Window | None"], torch.Tensor]
 """Runs the network on a batch of windows (never splitting a window), output on any device."""
 
@@ -263,6 +264,8 @@ class TiledRun:
     batch_size: int = 4
     statistics: int | None = None
     """How many whole-image statistics the network asks for, once a run has found out."""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where windows are blended: x's device (the network's when it fits, so that only finished rows move)."""
 
     def __call__(self, x: torch.Tensor, sink: Sink, progress: Callable[[int], None] | None = None) -> None:
         """Windows row by row over an already padded x; finished rows go to the sink, so only one strip of output is
@@ -273,24 +276,25 @@ class TiledRun:
         rows, cols = list(spans(h, self.tile, m, self.grid, self.least)), list(spans(w, self.tile, m, self.grid, self.least))
         statistics = Statistics((h, w), n)
         self._gather(x, rows, cols, statistics)
-        wx = [ramp(d0, d1, f0, f1, w, m, s) for d0, d1, f0, f1 in cols]
-        col_sum = torch.zeros(w * s)
+        at = self.device
+        wx = [ramp(d0, d1, f0, f1, w, m, s).to(at) for d0, d1, f0, f1 in cols]
+        col_sum = torch.zeros(w * s, device=at)
         for (_, _, f0, f1), weights in zip(cols, wx):
             col_sum[f0 * s:f1 * s] += weights
         top = 0  # first output row not yet handed to the sink; acc holds rows [top, ...)
-        acc, row_sum = torch.zeros(n, c, 0, w * s), torch.zeros(0)
+        acc, row_sum = torch.zeros(n, c, 0, w * s, device=at), torch.zeros(0, device=at)
         for c0, c1, e0, e1 in rows:
             grow = e1 * s - top - acc.shape[2]
             acc = torch.cat([acc, acc.new_zeros(n, c, grow, w * s)], 2)
             skip = top - e0 * s  # window rows already final: their weight here is zero
-            wy = ramp(c0, c1, e0, e1, h, m, s)[skip:]
+            wy = ramp(c0, c1, e0, e1, h, m, s)[skip:].to(at)
             row_sum = torch.cat([row_sum, row_sum.new_zeros(grow)])
             row_sum[:len(wy)] += wy
             for group, batch, window in self._batches(x, (c0, c1, e0, e1), cols, statistics):
                 ys = self.forward(batch, window)
                 for k, j in enumerate(group):
                     f0, f1 = cols[j][2] * s, cols[j][3] * s
-                    acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].cpu() * (wy[:, None] * wx[j])
+                    acc[:, :, :, f0:f1] += ys[k * n:(k + 1) * n, :, skip:].to(at) * (wy[:, None] * wx[j])
                 del ys
                 if progress:
                     progress(len(group))

@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from . import DEFAULT_MODEL
 from .engine import Upscaler
@@ -149,14 +148,7 @@ def upscale_picture(upscaler: Upscaler, picture: Picture, tta: bool = False, out
 
         y = imresize(upscaler.upscale(batch, tta=tta), size=(round(h * outscale), round(w * outscale)))
         return from_planes(picture, quantize(y, picture.bits))
-    s = upscaler.scale
-    planes = np.empty((n, h * s, w * s, 3), dtype=np.uint16 if picture.bits == 16 else np.uint8)
-
-    def sink(y0: int, y1: int, rows) -> None:
-        for r in range(0, y1 - y0, 64):  # small pieces: quantizing makes float temporaries
-            planes[:, y0 + r:min(y1, y0 + r + 64)] = quantize(rows[:, :, r:r + 64], picture.bits)
-
-    upscaler.upscale_into(batch, sink, tta=tta, progress=progress)
+    planes = upscaler.upscale_levels(batch, picture.bits, tta=tta, progress=progress)
     del batch
     return from_planes(picture, planes)
 

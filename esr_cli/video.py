@@ -365,21 +365,20 @@ def _run(decoder: Decoder, upscaler, sink, info: Probe, first: int, segment_fram
     import torch
     from tqdm import tqdm
 
-    from .images import quantize
+    from .engine import cudnn_benchmark
 
     bar = tqdm(total=max(info.frames, first) if limit is None else limit, initial=first if limit is None else 0,
                unit="frame", desc=desc, dynamic_ncols=True, disable=quiet or not sys.stderr.isatty())
-    peak = 65535.0 if info.bits == 16 else 255.0
 
-    def upscale(pixels: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(pixels.astype(np.float32) / peak).permute(0, 3, 1, 2)
-        y = quantize(upscaler.upscale(x), info.bits)
+    def upscale(pixels: np.ndarray) -> np.ndarray:  # levels in, levels out: the float frames live on the device
+        y = upscaler.upscale_levels(torch.from_numpy(pixels).permute(0, 3, 1, 2), info.bits)
         bar.update(len(pixels))
         return y
 
     try:
         frames = (lambda: decoder.frames()) if limit is None else (lambda: itertools.islice(decoder.frames(), limit))
-        done = run_pipeline(lambda: _batches(frames(), upscaler.batch_size, segment_frames, first), upscale, sink)
+        with cudnn_benchmark():  # every frame has the same shape
+            done = run_pipeline(lambda: _batches(frames(), upscaler.batch_size, segment_frames, first), upscale, sink)
         sink.close()
         return done
     except BaseException:

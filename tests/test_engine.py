@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from tiny import TinyConfig, TinyNet, tiny
@@ -58,7 +59,7 @@ def test_pads_to_the_size_multiple_and_crops():
 class Overflowing(TinyNet):
     def forward(self, x):
         y = super().forward(x)
-        return torch.full_like(y, float("nan")) if torch.is_autocast_enabled("cpu") else y
+        return torch.full_like(y, float("nan")) if x.dtype != torch.float32 else y
 
 
 def test_non_finite_low_precision_output_is_recomputed_in_fp32():
@@ -142,6 +143,84 @@ def test_fp32_on_cuda_turns_tf32_off_only_while_the_network_runs(monkeypatch):
     model = LoadedModel(Recorder(), tiny, TinyConfig())
     model.device = torch.device("cuda")  # the flags are what is tested: the tensors stay on the CPU
     monkeypatch.setattr(model, "network_input", lambda x01: x01)
-    Upscaler(model).upscale(torch.rand(1, 3, 8, 8))  # an fp32 "CUDA" model built and run
+    model.for_inference().forward(torch.rand(1, 3, 8, 8))  # an fp32 "CUDA" model run
     assert seen == [(False, False)]
     assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == (True, True)
+
+
+# ---- low precision, levels out, the host copy ---------------------------------------------------
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_low_precision_converts_the_weights_and_keeps_an_fp32_copy(precision):
+    torch.manual_seed(0)
+    seen = []
+    net = TinyNet()
+    net.register_forward_pre_hook(lambda m, a: seen.append(a[0].dtype))
+    fp32 = make().upscale(x := torch.rand(1, 3, 20, 20))
+    up = Upscaler(LoadedModel(net, tiny, TinyConfig(), precision=precision))
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    assert {p.dtype for p in up.model.module.parameters()} == {dtype}
+    assert {p.dtype for p in up.model.reference.parameters()} == {torch.float32}
+    out = up.upscale(x)
+    assert seen == [dtype] and out.dtype == torch.float32 and up.model.fallbacks == 0
+    assert 0 < (out - fp32).abs().max() < 0.02  # rounded as the dtype rounds, no more
+    up.model.for_inference()  # a second call converts nothing again
+    assert {p.dtype for p in up.model.reference.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("tile,bits", [(0, 8), (16, 8), (0, 16), (16, 16)])
+def test_levels_are_the_quantized_float_output(tile, bits):
+    from esr_cli.images import quantize
+
+    up = make(tile=tile, tile_overlap=4)
+    x = torch.rand(2, 3, 37, 29)
+    assert np.array_equal(up.upscale_levels(x, bits), quantize(up.upscale(x), bits))
+
+
+@pytest.mark.parametrize("dtype,peak", [(torch.uint8, 255), (torch.uint16, 65535)])
+def test_integer_input_is_read_as_levels(dtype, peak):
+    levels = torch.randint(0, peak + 1, (1, 3, 24, 31)).to(dtype)
+    up = make(tile=16, tile_overlap=4)
+    as_float = torch.from_numpy(levels.numpy().astype(np.float32) / peak)  # images.to_batch's conversion
+    assert np.array_equal(up.upscale_levels(levels, 8), up.upscale_levels(as_float, 8))
+
+
+def test_rows_reach_the_sink_one_strip_late_and_all_of_them():
+    from esr_cli.engine import Outbound
+
+    got = []
+    out = Outbound(lambda y0, y1, rows: got.append((y0, y1, rows.copy())), 8, torch.device("cpu"))
+    out(0, 2, torch.full((1, 3, 2, 4), 0.5))
+    assert got == []  # held while the next strip is worked on (on a GPU: while it is copied)
+    out(2, 3, torch.ones(1, 3, 1, 4))
+    assert [g[:2] for g in got] == [(0, 2)] and got[0][2].shape == (1, 2, 4, 3) and (got[0][2] == 128).all()
+    out.close()
+    assert [g[:2] for g in got] == [(0, 2), (2, 3)] and (got[1][2] == 255).all()
+
+
+def test_cudnn_benchmark_only_while_tiles_of_one_shape_run(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    seen = []
+
+    class Recorder(TinyNet):
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.benchmark)
+            return super().forward(x)
+
+    up = Upscaler(LoadedModel(Recorder(), tiny, TinyConfig()), tile=16, tile_overlap=4)
+    x = torch.rand(1, 3, 40, 40)
+    up.upscale(x)
+    assert seen and all(seen) and torch.backends.cudnn.benchmark is False
+    seen.clear()
+    up.tile = 0
+    up.upscale(x)  # whole images come in every size: no timing of each new shape
+    assert seen == [False]
+
+
+@pytest.mark.slow
+def test_compiled_network_gives_the_eager_output():
+    """`--compile` (torch.compile, static shapes): the same tiles, the same pixels up to float rounding."""
+    up, x = make(tile=16, tile_overlap=4), torch.rand(1, 3, 40, 40)
+    eager = up.upscale(x)
+    up.compile()
+    assert torch.allclose(up.upscale(x), eager, atol=1e-5)

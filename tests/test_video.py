@@ -213,3 +213,17 @@ def test_existing_output_needs_overwrite(clip, tmp_path):
     out.write_bytes(b"x")
     with pytest.raises(EsrError, match="--overwrite"):
         video.upscale_video(clip, out, upscaler(), quiet=True)
+
+
+def test_cudnn_times_its_kernels_once_for_the_frames_shape(clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    seen = []
+
+    class Recorder(TinyNet):
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.benchmark)
+            return super().forward(x)
+
+    up = Upscaler(LoadedModel(Recorder(scale=2), tiny, TinyConfig(scale=2)))
+    video.upscale_video(clip, None, up, duration=0.2, frames_dir=tmp_path / "f", quiet=True)
+    assert seen and all(seen) and torch.backends.cudnn.benchmark is False

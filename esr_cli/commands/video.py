@@ -35,6 +35,7 @@ def video(
     frames_dir: Path = typer.Option(None, help="Write PNG frames into this folder instead of a video."),
     segment_frames: int = typer.Option(120, min=1, help="Frames per resumable segment."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output and discard an unfinished run."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network (frames share one shape)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
     shard: ShardOpt = None,
 ) -> None:
@@ -52,6 +53,8 @@ def video(
     device = device_for(device, part)
     upscaler = load_model(model, scale=scale, arch=arch, device=device, precision=precision, tile=tile,
                           tile_overlap=tile_overlap, batch_size=batch_size, quiet=quiet, denoise=denoise)
+    if compile_:
+        upscaler.compile()
     encoding = Encoding(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, ffmpeg_args=list(ffmpeg_arg))
     summary = upscale_video(source, output, upscaler, encoding, start=start, duration=duration,
                             frames_dir=frames_dir, segment_frames=segment_frames, overwrite=overwrite, quiet=quiet, shard=part)
