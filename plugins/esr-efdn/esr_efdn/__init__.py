@@ -41,7 +41,8 @@ efdn = Architecture(
     min_size=15,  # ESA: stride-2 conv then a 7x7 max-pool with stride 3
     tile_grid=EFDN_STRIDE,
     tile_overlap=32,  # Set14 x4, tiles of 64: 0.06% of pixels differ by 1 level (16: up to 22 levels)
-    precisions=("fp16", "bf16"),  # Set5, CPU autocast: fp16 -0.0002 dB, bf16 -0.0079 dB (no fp32 reruns)
+    # Set5 change, weights converted (benchmarks/precision.py): fp16 -0.0002 dB, bf16 -0.0085 dB
+    precisions=("fp16", "bf16"),
     weights=(
         Weights(name="efdn-x4", scale=4,
                 url="https://raw.githubusercontent.com/ofsoundof/NTIRE2022_ESR/"
@@ -70,7 +71,8 @@ pfdnlite = Architecture(
     min_size=PFDNLITE_MIN_SIZE,
     tile_grid=PFDNLITE_STRIDE,
     tile_overlap=32,  # Set14 x4, tiles of 64: 0.01% of pixels differ by 1 level (16: up to 3 levels)
-    precisions=("fp16", "bf16"),  # Set5, CPU autocast: fp16 +0.0007 dB, bf16 -0.0141 dB (no fp32 reruns)
+    # Set5 change, weights converted (benchmarks/precision.py): fp16 -0.0001 dB, bf16 -0.0177 dB
+    precisions=("fp16", "bf16"),
     weights=(
         Weights(name="pfdnlite-x4", scale=4,
                 url="https://raw.githubusercontent.com/Amazingren/NTIRE2024_ESR/"

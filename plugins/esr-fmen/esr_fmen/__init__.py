@@ -52,9 +52,9 @@ fmen = Architecture(
           "(arXiv 2204.08397)",
     scales=(2, 3, 4),
     input_range=255.0,
-    # Set5, CPU autocast: bf16 -0.0117 dB. No fp16: inside the HFABs features grow unnormalised up to the excitation
-    # conv (which holds the folded batch norms), to 1.8e7 in the warm-up on Set5 baby, past fp16's 65504; all five
-    # Set5 images overflow in fp16 and are rerun in fp32.
+    # Set5 change, weights converted (benchmarks/precision.py): bf16 -0.0132 dB. No fp16: inside the HFABs features
+    # grow unnormalised up to the excitation conv (which holds the folded batch norms), to 1.8e7 in the warm-up on
+    # Set5 baby, past fp16's 65504; all five Set5 images overflow in fp16 and are rerun in fp32.
     precisions=("bf16",),
     tile_overlap=16,  # Set14 x4, tiles of 64: 0.04% of pixels differ by 1 level, none by more (8: up to 3 levels)
     convert=convert,

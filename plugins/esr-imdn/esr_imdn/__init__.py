@@ -65,7 +65,8 @@ imdn = Architecture(
     detect=("fea_conv.weight", "IMDB1.c1.weight", "IMDB1.cca.conv_du.0.weight", "c.0.weight", "upsampler.0.weight"),
     read_config=_imdn_config,
     paper=PAPER,
-    precisions=("bf16",),  # bf16 measured on CPU (<= 0.03 dB); fp16 not yet measured (CPU fp16 too slow)
+    # Set5 change, weights converted (benchmarks/precision.py): x2/x3/x4 fp16 >= -0.0022 dB, bf16 >= -0.0297 dB
+    precisions=("fp16", "bf16"),
     weights=(
         Weights("imdn-x2", 2, f"{IMDN_FILES}/IMDN_x2.pth",
                 "740b39653592bd3f49955a21cd9e16f2d37f2c413368cc09327601b8fbe42ce1", "none", IMDN_REPO, 694404,
@@ -111,7 +112,8 @@ imdn_ntire22 = Architecture(
     read_config=lambda sd, scale: _sequential_config(IMDNBaselineConfig, sd),
     paper=PAPER + " (NTIRE 2022 ESR baseline, KAIR version)",
     convert=kair_to_rtc,
-    precisions=("bf16",),  # bf16 measured on CPU (0.008 dB); fp16 not yet measured (CPU fp16 too slow)
+    # Set5 change, weights converted (benchmarks/precision.py): 2 files: fp16 >= -0.0004 dB, bf16 >= -0.0090 dB
+    precisions=("fp16", "bf16"),
     weights=(
         Weights("imdn-ntire22-x4", 4, f"{NTIRE22_FILES}/imdn_baseline.pth",
                 "115b4cc557eba9daaf1a6543c4858014c7e2a410655aafef7c8348ae54acc203", "MIT", NTIRE22_REPO, 893936,
