@@ -3,9 +3,11 @@
 For rlfn-x4, span-ntire24-x4, imdn-rtc-x2, mdrn-x4 and gfmn-x4 on CUDA:
 1. Set5 Y-PSNR in fp16 against fp32 (the cost must be <= 0.05 dB where the plugin declares fp16);
 2. tiled == untiled in fp16 (largest difference in 8-bit levels, share of pixels that differ);
-3. `esr benchmark`'s 256x256 runtime next to the NTIRE published runtime and its GPU;
+3. `esr benchmark`'s 256x256 runtime next to the NTIRE published runtime and its GPU; the network alone in fp32,
+   fp16 autocast over fp32 weights (esr before) and fp16 weights (esr now);
 4. 4K output images/s (1920x1080 in at x2, 960x540 at x4) of `esr upscale`'s batch path against a plain fp32
-   PyTorch loop (whole image, no_grad, host copy of the float output), with peak GPU memory;
+   PyTorch loop (whole image, no_grad, host copy of the float output), with peak GPU memory; with `--compile` for
+   two of them;
 5. `esr video` frames/s on a short clip against the engine alone on the same frames.
 
     python benchmarks/gpu.py [--weights-dir ../shared/zoo/weights] [--models rlfn_paper_x4.pth,...] [--seconds 2]
@@ -35,11 +37,16 @@ from esr_cli.models import load_model
 from esr_cli.upscaling import plan, upscale_files
 from esr_cli.video import upscale_video
 
+sys.path.insert(0, str(Path(__file__).parent))
+import lowprec  # noqa: E402  (benchmarks/lowprec.py)
+
 DEVICE = "cuda"
 """--device cpu runs the same code small, to check the script without a GPU (its figures mean nothing)."""
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = "rlfn_paper_x4.pth,span_ntire24_x4.pth,imdn_rtc_x2.pth,mdrn_paper_x4.pth,gfmn_ntire23_x4.pth"
 """The zoo files of rlfn-x4, span-ntire24-x4, imdn-rtc-x2, mdrn-x4 and gfmn-x4 (known by their sha256)."""
+COMPILED = ("span_ntire24_x4", "rlfn_paper_x4")
+"""Also timed with `--compile` (its compilation is paid by the warm-up image, not counted)."""
 
 
 def sync() -> None:
@@ -59,8 +66,8 @@ def set5(name: str, precision: str) -> float:
 def tiled_vs_untiled(name: str) -> tuple[int, float]:
     """fp16, a 480x360 input: tiles of 128 against the whole image."""
     x = torch.rand(1, 3, 360, 480, generator=torch.Generator().manual_seed(0))
-    whole = quantize(load_model(name, device=DEVICE, precision="fp16", tile=0).upscale(x), 8).astype(int)
-    tiled = quantize(load_model(name, device=DEVICE, precision="fp16", tile=128).upscale(x), 8).astype(int)
+    whole = load_model(name, device=DEVICE, precision="fp16", tile=0).upscale_levels(x).astype(int)
+    tiled = load_model(name, device=DEVICE, precision="fp16", tile=128).upscale_levels(x).astype(int)
     diff = np.abs(whole - tiled)
     return int(diff.max()), float((diff > 0).mean() * 100)
 
@@ -98,9 +105,11 @@ def plain_loop(name: str, files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
-def esr_batch(name: str, files: list[Path]) -> tuple[float, float, str]:
-    """Images/s of `esr upscale`'s batch path (auto precision, auto tile), peak GPU GB, precision used."""
+def esr_batch(name: str, files: list[Path], compile_: bool = False) -> tuple[float, float, str]:
+    """Images/s of `esr upscale`'s batch path (auto precision, auto tile; `--compile`), peak GPU GB, precision."""
     up = load_model(name, device=DEVICE, precision="auto", tile="auto")
+    if compile_:
+        up.compile()  # the warm-up image below pays the compilation
     if DEVICE.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as out:
@@ -128,7 +137,7 @@ def video_fps(name: str, folder: Path, seconds: float) -> tuple[float, float]:
     sync()
     start = time.perf_counter()
     for _ in range(-(-frames // up.batch_size)):
-        quantize(up.upscale(x), 8)
+        up.upscale_levels(x)
     sync()
     return summary.fps, frames / (time.perf_counter() - start)
 
@@ -168,6 +177,13 @@ def main() -> None:
                      ch.gpu if ch else "-", f"{row.memory_mb:.0f}" if row.memory_mb else "-"])
     print("\n" + grid(["model", "esr ms (fp16)", "NTIRE ms", "NTIRE GPU", "peak MB"], rows))
 
+    rows = []
+    for n in names:  # the network alone, 256x256: fp16 weights (esr now) against autocast (esr before)
+        runs = lowprec.runners(Path(n), DEVICE, "fp16")
+        ms = lowprec.interleaved(runs, 20)
+        rows.append([Path(n).stem, *(f"{v:.2f}" for v in ms.values()), f"{ms['fp16 weights'] / ms['fp16 autocast']:.2f}"])
+    print("\n" + grid(["model", *runs, "weights/autocast"], rows))
+
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for n in names:
@@ -175,8 +191,11 @@ def main() -> None:
             files = images(Path(tmp) / "in", scale, opts.images)
             plain = plain_loop(n, files)
             ours, peak, precision = esr_batch(n, files)
-            rows.append([Path(n).stem, f"{plain:.2f}", f"{ours:.2f}", f"{ours / plain:.2f}x", precision, f"{peak:.2f}"])
-        print("\n" + grid(["model", "plain img/s", "esr img/s", "ratio", "esr precision", "peak GB"], rows))
+            compiled = f"{esr_batch(n, files, compile_=True)[0]:.2f}" if Path(n).stem in COMPILED else "-"
+            rows.append([Path(n).stem, f"{plain:.2f}", f"{ours:.2f}", f"{ours / plain:.2f}x", precision, f"{peak:.2f}",
+                         compiled])
+        print("\n" + grid(["model", "plain img/s", "esr img/s", "ratio", "esr precision", "peak GB",
+                           "--compile img/s"], rows))
 
         rows = []
         for n in names:
