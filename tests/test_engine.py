@@ -224,3 +224,36 @@ def test_compiled_network_gives_the_eager_output():
     eager = up.upscale(x)
     up.compile()
     assert torch.allclose(up.upscale(x), eager, atol=1e-5)
+
+
+def test_pinned_buffers_take_turns_without_overwriting_a_strip_not_yet_handed_over(monkeypatch):
+    """The CUDA branch with its two CUDA calls stubbed: pinned allocation (a plain one here) and the copy event."""
+    from esr_cli import engine
+
+    class Event:
+        def record(self):
+            pass
+
+        def synchronize(self):
+            pass
+
+    plain_empty = torch.empty
+    allocations = []
+
+    def empty(*size, pin_memory=False, **kw):
+        allocations.append(pin_memory)
+        return plain_empty(*size, **kw)
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch, "empty", empty)
+    got = []
+    out = engine.Outbound(lambda y0, y1, rows: got.append((y0, rows.copy())), 8, torch.device("cuda"))
+    strips = [torch.full((1, 3, rows, 5), value / 255) for rows, value in [(4, 10), (4, 20), (2, 30), (6, 40)]]
+    y = 0
+    for strip in strips:
+        out(y, y + strip.shape[2], strip.clone())
+        y += strip.shape[2]
+    out.close()
+    assert [(y0, r.shape[1], int(r.max()), int(r.min())) for y0, r in got] == \
+        [(0, 4, 10, 10), (4, 4, 20, 20), (8, 2, 30, 30), (10, 6, 40, 40)]
+    assert allocations == [True, True, True]  # two buffers, one of them grown for the larger last strip
