@@ -315,18 +315,44 @@ def _chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
 
 
 PART = ".part"
-"""Suffix of the hidden temporary files `.NAME.xxxx.part` that writes go through before their rename."""
+"""Suffix of the hidden temporary files `.NAME.HOST-PID.xxxx.part` that writes go through before their rename."""
+
+
+def _writer() -> str:
+    """This process as a part file names it: host (letters, digits, '-') and pid."""
+    import socket
+
+    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _writer_is_gone(part: Path) -> bool:
+    """True when the part's writer was a process of this host that no longer runs (a killed run)."""
+    writer = part.name[:-len(PART)].rsplit(".", 2)[-2] if part.name.count(".") >= 4 else ""
+    host, _, pid = writer.rpartition("-")
+    if not pid.isdigit() or host != _writer().rpartition("-")[0]:
+        return False  # another machine's write (a shared folder): only its age tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # alive, another user's
+    return False
 
 
 def remove_stale_parts(folder: Path, older_than_s: float = 3600.0) -> int:
-    """Delete temporary files of writes that a killed run left in `folder` (not touched for `older_than_s`, so that
-    another process's write under way is left alone). Returns how many were removed."""
+    """Delete temporary files of writes that a killed run left in `folder`: at once those whose writer on this host
+    is gone and those already linked to their output (killed between the link and the unlink: the output is
+    complete); those of other hosts when not touched for `older_than_s` (another machine may be writing them now).
+    Returns how many were removed."""
     import time
 
     removed = 0
     for part in folder.glob(f".*{PART}") if folder.is_dir() else ():
         try:
-            if time.time() - part.stat().st_mtime > older_than_s:
+            info = part.stat()
+            if info.st_nlink > 1 or _writer_is_gone(part) or time.time() - info.st_mtime > older_than_s:
                 part.unlink()
                 removed += 1
         except OSError:
@@ -346,7 +372,7 @@ def _create(tmp: Path, path: Path) -> None:
             raise FileExistsError(path) from None
         os.replace(tmp, path)
         return
-    tmp.unlink()
+    tmp.unlink(missing_ok=True)  # another run may have cleaned it up already (remove_stale_parts)
 
 
 def writable_folder(folder: str | Path, option: str = "-o") -> Path:
@@ -387,7 +413,7 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None], replace: 
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=PART, dir=path.parent)
         os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; an output gets the permissions any new file gets
         with os.fdopen(fd, "wb") as f:
             data(f) if callable(data) else f.write(data)

@@ -4,11 +4,14 @@ outputs are never inputs of a rerun."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hostile import esr, files, one_error
 
+from esr_cli import images
 from esr_cli.images import Exists, atomic_write
 from esr_cli.upscaling import plan, upscale_files
 from test_video import upscaler
@@ -62,8 +65,18 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(inputs, tmp_path, use
     stale.write_bytes(b"half")
     fresh.write_bytes(b"another process, writing now")
     os.utime(stale, (0, 0))
+    linked = out / ".c_x2.png.l1nk3d.part"  # killed between the link to its output and the unlink: new, yet done
+    linked.write_bytes(b"complete")
+    os.link(linked, out / "c_x2.png")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = images._writer().rpartition("-")[0]
+    killed = out / f".d_x2.png.{host}-{int(dead.stdout)}.a1b2.part"  # new, but its writer on this host is gone
+    alive = out / f".e_x2.png.{images._writer()}.c3d4.part"  # this test process: still writing, for all it knows
+    killed.write_bytes(b"")
+    alive.write_bytes(b"")
     assert esr("upscale", inputs, "-o", out, "--model", user_weights, "-q").returncode == 0
-    assert not stale.exists() and fresh.exists() and {"a_x2.png", "b_x2.png"} <= files(out)
+    assert not stale.exists() and not linked.exists() and not killed.exists() and fresh.exists() and alive.exists()
+    assert {"a_x2.png", "b_x2.png"} <= files(out) and (out / "c_x2.png").read_bytes() == b"complete"
 
 
 def test_write_never_replaces_a_file_another_process_wrote_meanwhile(tmp_path):
@@ -87,9 +100,9 @@ def test_batch_keeps_an_output_that_appeared_during_the_run(inputs, tmp_path):
         def __getattr__(self, name):
             return getattr(inner, name)
 
-        def upscale_into(self, x, sink, **kwargs):
+        def upscale_levels(self, x, *args, **kwargs):
             (tmp_path / "out" / "b_x2.png").write_bytes(b"other run")
-            return inner.upscale_into(x, sink, **kwargs)
+            return inner.upscale_levels(x, *args, **kwargs)
 
     summary = upscale_files(jobs, Racing(), existing="skip", quiet=True)
     assert (tmp_path / "out" / "b_x2.png").read_bytes() == b"other run"

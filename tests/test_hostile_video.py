@@ -86,7 +86,7 @@ def test_failure_before_a_segment_removes_the_work_folder(sources, tmp_path):
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def upscale(self, x, **kwargs):
+        def upscale_levels(self, x, *args, **kwargs):
             raise RuntimeError("died")
 
     with pytest.raises(RuntimeError, match="died"):
