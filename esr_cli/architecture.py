@@ -131,6 +131,9 @@ class Architecture:
     def build(self, config: Any) -> nn.Module:
         return self.model(**dataclasses.asdict(config))
 
+    def __str__(self) -> str:
+        return self.name  # messages and test ids: the whole dataclass would print its functions' addresses
+
 
 def count_blocks(state_dict: StateDict, prefix: str) -> int:
     """Number of distinct numbered children under `prefix`: `body.0.*` .. `body.7.*`, `B1.*` .. `B4.*` or
