@@ -245,7 +245,7 @@ def test_tiled_equals_untiled_on_set14_with_real_weights(weights):
         x = to_batch(read_image(SHARED / f"datasets/Set14/LR_bicubic/X4/{name}x4.png"))
         up.tile = 0
         whole = quantize(up.upscale(x), 8)
-        for tile in (64, 128, 256):
+        for tile in (64, 128):  # these LR images are at most 192x164: a larger tile is the whole image
             up.tile = tile
             worst, share = _worst(quantize(up.upscale(x), 8), whole)
             assert worst <= 1 and share < 1e-3, (name, tile, worst, share)
