@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import socket
 import struct
 import tempfile
 import zlib
@@ -318,22 +320,18 @@ PART = ".part"
 """Suffix of the hidden temporary files `.NAME.HOST-PID.xxxx.part` that writes go through before their rename."""
 
 
-def _writer() -> str:
-    """This process as a part file names it: host (letters, digits, '-') and pid."""
-    import socket
-
-    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"
+HOST = "".join(c if c.isascii() and c.isalnum() else "-" for c in socket.gethostname()) or "host"
+"""This machine as part files name their writer (`HOST-PID`: letters, digits and '-')."""
+WRITER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]+" + re.escape(PART) + "$")
 
 
 def _writer_is_gone(part: Path) -> bool:
     """True when the part's writer was a process of this host that no longer runs (a killed run)."""
-    writer = part.name[:-len(PART)].rsplit(".", 2)[-2] if part.name.count(".") >= 4 else ""
-    host, _, pid = writer.rpartition("-")
-    if not pid.isdigit() or host != _writer().rpartition("-")[0]:
+    writer = WRITER.search(part.name)
+    if writer is None or writer["host"] != HOST:
         return False  # another machine's write (a shared folder): only its age tells
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(writer["pid"]), 0)
     except ProcessLookupError:
         return True
     except OSError:
@@ -413,7 +411,7 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None], replace: 
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=PART, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}-{os.getpid()}.", suffix=PART, dir=path.parent)
         os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; an output gets the permissions any new file gets
         with os.fdopen(fd, "wb") as f:
             data(f) if callable(data) else f.write(data)

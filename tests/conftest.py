@@ -19,6 +19,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (`-n 2`): one thread each, the esr runs they start too
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
 def zoo_entries(entries: list[dict]) -> list:
     """SOURCES.json entries as test parameters, named by file."""
     return [pytest.param(e, id=Path(e["file"]).name) for e in entries]

@@ -69,9 +69,8 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(inputs, tmp_path, use
     linked.write_bytes(b"complete")
     os.link(linked, out / "c_x2.png")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = images._writer().rpartition("-")[0]
-    killed = out / f".d_x2.png.{host}-{int(dead.stdout)}.a1b2.part"  # new, but its writer on this host is gone
-    alive = out / f".e_x2.png.{images._writer()}.c3d4.part"  # this test process: still writing, for all it knows
+    killed = out / f".d_x2.png.{images.HOST}-{int(dead.stdout)}.a1b2.part"  # new, but its writer on this host is gone
+    alive = out / f".e_x2.png.{images.HOST}-{os.getpid()}.c3d4.part"  # this test process: still writing, for all it knows
     killed.write_bytes(b"")
     alive.write_bytes(b"")
     assert esr("upscale", inputs, "-o", out, "--model", user_weights, "-q").returncode == 0
